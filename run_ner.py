@@ -1,0 +1,202 @@
+"""BERT named-entity recognition: train, evaluate, predict and export.
+
+    python run_ner.py --do_train --do_eval --do_predict --do_export
+
+With no data or model flags it trains a tiny BERT on the embedded Chinese
+sample. With a Google-format checkpoint:
+
+    python run_ner.py --data_dir DATA --bert_config_file ckpt/bert_config.json \
+        --vocab_file ckpt/vocab.txt --init_checkpoint ckpt/bert_model.ckpt \
+        --output_dir out --do_train --do_eval --do_predict --do_export
+
+This file only defines and checks flags; the work is in `trainer.train_lib`.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from trainer import readers
+from trainer import train_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines every flag of the runner (called once, before parsing)."""
+  defaults = train_lib.NerConfig()
+  # Required (for real runs; all have working defaults for the sample).
+  flags.DEFINE_string("output_dir", defaults.output_dir,
+                      "Directory for checkpoints, labels.txt, feature cache, "
+                      "eval results and predictions. Rerunning resumes from "
+                      "its latest checkpoint.")
+  flags.DEFINE_string("data_dir", None,
+                      "Directory holding train/dev/test files under "
+                      "conventional names (train.txt, dev.txt, test.txt, "
+                      "example.train, source.txt/target.txt, *.jsonl, ...).")
+  flags.DEFINE_string("bert_config_file", None,
+                      "bert_config.json of the pre-trained model. Without it "
+                      "a tiny BERT is trained from scratch.")
+  flags.DEFINE_string("vocab_file", None,
+                      "vocab.txt of the pre-trained model (required with "
+                      "--bert_config_file).")
+  flags.DEFINE_string("init_checkpoint", None,
+                      "Checkpoint prefix to initialise from, e.g. "
+                      "ckpt/bert_model.ckpt.")
+  flags.DEFINE_bool("do_train", False, "Train on the train split.")
+  flags.DEFINE_bool("do_eval", False,
+                    "Evaluate on the dev split: entity P/R/F1 to "
+                    "eval_results.txt and TensorBoard.")
+  flags.DEFINE_bool("do_predict", False,
+                    "Predict the test split (or --predict_file) to "
+                    "predictions.conll and predictions.jsonl.")
+  flags.DEFINE_bool("do_export", False,
+                    "Export a SavedModel for TF Serving to "
+                    "<export_dir>/<version>/.")
+
+  # Other: data.
+  flags.DEFINE_string("train_file", None, "Training file; overrides --data_dir.")
+  flags.DEFINE_string("eval_file", None, "Dev file; overrides --data_dir.")
+  flags.DEFINE_string("predict_file", None,
+                      "File to predict (labelled or raw text); overrides "
+                      "--data_dir's test file.")
+  flags.DEFINE_enum("data_format", defaults.data_format,
+                    list(readers.FORMATS),
+                    "Input format: conll (token ... tag per line), parallel "
+                    "(tokens file + tags file), jsonl (CLUENER), text (raw "
+                    "sentences), or auto-detect.")
+  flags.DEFINE_string("labels_file", None,
+                      "One label per line; default: the labels of the "
+                      "training data ('O' first, then sorted).")
+  flags.DEFINE_bool("do_lower_case", defaults.do_lower_case,
+                    "Lower-case input; must match the checkpoint (True for "
+                    "uncased and Chinese models).")
+  flags.DEFINE_integer("max_seq_length", defaults.max_seq_length,
+                       "Word-pieces per window including [CLS] and [SEP]; at "
+                       "most the model's max_position_embeddings (512). "
+                       "Longer sentences are split into windows.")
+  flags.DEFINE_integer("doc_stride", defaults.doc_stride,
+                       "Pieces between window starts for long sentences "
+                       "(1 .. max_seq_length - 2).")
+
+  # Other: training.
+  flags.DEFINE_integer("train_batch_size", defaults.train_batch_size,
+                       "Windows per training step.")
+  flags.DEFINE_integer("eval_batch_size", defaults.eval_batch_size,
+                       "Windows per eval step.")
+  flags.DEFINE_integer("predict_batch_size", defaults.predict_batch_size,
+                       "Windows per predict step.")
+  flags.DEFINE_float("learning_rate", defaults.learning_rate,
+                     "Peak AdamW learning rate (> 0).")
+  flags.DEFINE_float("num_train_epochs", defaults.num_train_epochs,
+                     "Passes over the training windows (> 0).")
+  flags.DEFINE_integer("num_train_steps", None,
+                       "Training steps; overrides --num_train_epochs.")
+  flags.DEFINE_float("warmup_proportion", defaults.warmup_proportion,
+                     "Fraction of steps with linear warmup, in [0, 1).")
+  flags.DEFINE_integer("save_checkpoints_steps", defaults.save_checkpoints_steps,
+                       "Steps between checkpoints.")
+  flags.DEFINE_integer("keep_checkpoint_max", defaults.keep_checkpoint_max,
+                       "Checkpoints kept.")
+  flags.DEFINE_bool("freeze_bert", defaults.freeze_bert,
+                    "Train only the variables not restored from "
+                    "--init_checkpoint (the task head); --nofreeze_bert "
+                    "fine-tunes everything.")
+  flags.DEFINE_float("head_dropout", defaults.head_dropout,
+                     "Dropout before the task head, in [0, 1).")
+  flags.DEFINE_string("export_dir", None,
+                      "Base directory of exported versions; default "
+                      "<output_dir>/export.")
+  flags.DEFINE_integer("seed", defaults.seed, "Random seed.")
+
+
+def validate_flags_or_throw():
+  """All cross-flag checks; raises ValueError naming the flag and the fix."""
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict
+          or FLAGS.do_export):
+    raise ValueError("At least one of --do_train, --do_eval, --do_predict or "
+                     "--do_export must be set.")
+  for name in ("data_dir",):
+    if FLAGS[name].value and not os.path.isdir(FLAGS[name].value):
+      raise ValueError("--%s=%s is not a directory." % (name, FLAGS[name].value))
+  for name in ("train_file", "eval_file", "predict_file", "labels_file",
+               "bert_config_file", "vocab_file"):
+    if FLAGS[name].value and not os.path.isfile(FLAGS[name].value):
+      raise ValueError("--%s=%s: no such file." % (name, FLAGS[name].value))
+  if FLAGS.init_checkpoint and not os.path.exists(
+      FLAGS.init_checkpoint + ".index"):
+    raise ValueError("--init_checkpoint=%s: no checkpoint (%s.index is "
+                     "missing); pass the prefix, e.g. ckpt/bert_model.ckpt."
+                     % (FLAGS.init_checkpoint, FLAGS.init_checkpoint))
+  if FLAGS.init_checkpoint and not FLAGS.bert_config_file:
+    raise ValueError("--init_checkpoint needs --bert_config_file (and "
+                     "--vocab_file) of the same model.")
+  if FLAGS.bert_config_file and not FLAGS.vocab_file:
+    raise ValueError("--bert_config_file needs --vocab_file of the same model.")
+  if FLAGS.max_seq_length < 3:
+    raise ValueError("--max_seq_length=%d is too small: it needs room for "
+                     "[CLS], one piece and [SEP] (at least 3)."
+                     % FLAGS.max_seq_length)
+  if FLAGS.bert_config_file:
+    with open(FLAGS.bert_config_file, encoding="utf-8") as reader:
+      max_positions = json.load(reader)["max_position_embeddings"]
+    if FLAGS.max_seq_length > max_positions:
+      raise ValueError(
+          "Cannot use sequence length %d because the BERT model was only "
+          "trained up to sequence length %d (--bert_config_file=%s)."
+          % (FLAGS.max_seq_length, max_positions, FLAGS.bert_config_file))
+  if not 1 <= FLAGS.doc_stride <= FLAGS.max_seq_length - 2:
+    raise ValueError("--doc_stride=%d must be in [1, max_seq_length - 2 = %d]."
+                     % (FLAGS.doc_stride, FLAGS.max_seq_length - 2))
+  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
+               "save_checkpoints_steps", "keep_checkpoint_max"):
+    if FLAGS[name].value < 1:
+      raise ValueError("--%s=%d must be at least 1." % (name, FLAGS[name].value))
+  if FLAGS.num_train_steps is not None and FLAGS.num_train_steps < 1:
+    raise ValueError("--num_train_steps=%d must be at least 1."
+                     % FLAGS.num_train_steps)
+  if FLAGS.learning_rate <= 0 or FLAGS.num_train_epochs <= 0:
+    raise ValueError("--learning_rate and --num_train_epochs must be > 0.")
+  for name in ("warmup_proportion", "head_dropout"):
+    if not 0 <= FLAGS[name].value < 1:
+      raise ValueError("--%s=%s must be in [0, 1)." % (name, FLAGS[name].value))
+
+
+def config_from_flags():
+  """NerConfig from the parsed flags (embedded-default settings applied)."""
+  values = {field.name: FLAGS[field.name].value
+            for field in dataclasses.fields(train_lib.NerConfig)}
+  config = train_lib.NerConfig(**values)
+  if train_lib.uses_embedded_default(config):
+    for name, value in train_lib.EMBEDDED_DEFAULT_SETTINGS.items():
+      if not FLAGS[name].present:
+        setattr(config, name, value)
+  return config
+
+
+def main(argv):
+  del argv
+  validate_flags_or_throw()
+  config = config_from_flags()
+  summary = train_lib.run(config)
+  print(train_lib.format_summary(config, summary))
+
+
+def run_main():
+  """Entry point: report ValueErrors as one clear line and exit 1."""
+  define_flags()
+  try:
+    app.run(main)
+  except ValueError as error:
+    logging.error("%s", error)
+    print("error: %s" % error, file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  run_main()

@@ -1,0 +1,1 @@
+"""BERT named-entity-recognition trainer (pure-Python data code plus Estimator glue)."""

@@ -1,0 +1,159 @@
+"""Feature cache (TFRecord) and `tf.data` input functions.
+
+Offline part: `write_features` stores unpadded `WindowFeatures` as
+`tf.train.Example` records (int64 lists named by `trainer.schema`).
+Loading part: `input_fn_builder` parses them, casts to int32 and pads each
+batch to its longest window (or to `max_seq_length` with `fixed_length`), so
+short NER sentences do not pay for 128 positions of padding.
+
+Batch produced by the input function (all int32)::
+
+    input_ids, input_mask, segment_ids, label_ids,
+    word_positions, score_mask               [batch, seq_len]
+    example_index, window_index              [batch]
+"""
+
+import hashlib
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from trainer import schema
+
+# Bump when the feature layout changes so old caches are rebuilt.
+CACHE_FORMAT_VERSION = 1
+
+
+def cache_key(input_files, settings):
+  """Hash of input file contents and every setting that shapes the features.
+
+  Args:
+    input_files: list of paths whose bytes feed the features (data file(s),
+      vocab, labels).
+    settings: JSON-serialisable dict (max_seq_length, doc_stride, lower case,
+      data format, ...).
+
+  Returns:
+    str, 16 hex digits.
+  """
+  digest = hashlib.sha256()
+  digest.update(json.dumps({"version": CACHE_FORMAT_VERSION, **settings},
+                           sort_keys=True).encode("utf-8"))
+  for path in input_files:
+    # Contents only: moving the data elsewhere keeps the cache valid.
+    digest.update(b"\0")
+    with tf.io.gfile.GFile(path, "rb") as reader:
+      while True:
+        block = reader.read(1 << 20)
+        if not block:
+          break
+        digest.update(block)
+  return digest.hexdigest()[:16]
+
+
+def _int64_feature(values):
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def to_tf_example(window):
+  """Serializable `tf.train.Example` for one `WindowFeatures`."""
+  feature = {}
+  for key, value in window.as_dict().items():
+    feature[key] = _int64_feature([value] if isinstance(value, int) else value)
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_features(windows, path):
+  """Writes windows to a TFRecord file atomically; returns the count.
+
+  A `.json` sidecar records the number of windows, so reruns know the size
+  of a cached file without reading it.
+  """
+  tmp_path = path + ".tmp"
+  count = 0
+  with tf.io.TFRecordWriter(tmp_path) as writer:
+    for window in windows:
+      writer.write(to_tf_example(window).SerializeToString())
+      count += 1
+  tf.io.gfile.rename(tmp_path, path, overwrite=True)
+  with tf.io.gfile.GFile(path + ".json", "w") as meta:
+    json.dump({"num_windows": count}, meta)
+  return count
+
+
+def read_feature_count(path):
+  """Number of windows in a cached file, or None when the cache is absent."""
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(path + ".json")):
+    return None
+  with tf.io.gfile.GFile(path + ".json") as meta:
+    return json.load(meta)["num_windows"]
+
+
+def parse_spec():
+  """Parsing spec: sequence features are variable-length int64 lists."""
+  spec = {key: tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
+          for key in schema.SEQUENCE_FEATURE_KEYS}
+  spec.update({key: tf.io.FixedLenFeature([], tf.int64)
+               for key in schema.SCALAR_FEATURE_KEYS})
+  return spec
+
+
+def parse_example(serialized):
+  """Parses one serialized `tf.Example` into int32 tensors ([n] or [])."""
+  parsed = tf.io.parse_single_example(serialized, parse_spec())
+  return {key: tf.cast(value, tf.int32) for key, value in parsed.items()}
+
+
+def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
+                     fixed_length=False, seed=None, shuffle_buffer=10000):
+  """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
+
+  Args:
+    input_file: path written by `write_features`.
+    is_training: shuffle and repeat forever when True; one pass otherwise.
+    batch_size: int, windows per batch (TPUEstimator's `params["batch_size"]`
+      takes precedence).
+    max_seq_length: int, longest window; with `fixed_length` every batch is
+      padded to it (the google-research/bert layout, needed on TPU).
+    fixed_length: pad to `max_seq_length` instead of the batch's longest.
+    seed: shuffle seed (None: random).
+    shuffle_buffer: windows held for shuffling.
+  """
+
+  def input_fn(params):
+    size = (params or {}).get("batch_size", batch_size)
+    dataset = tf.data.TFRecordDataset(input_file)
+    if is_training:
+      dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=True)
+      dataset = dataset.repeat()
+    dataset = dataset.map(parse_example,
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    length = max_seq_length if fixed_length else None
+    padded_shapes = {key: [length] for key in schema.SEQUENCE_FEATURE_KEYS}
+    padded_shapes.update({key: [] for key in schema.SCALAR_FEATURE_KEYS})
+    padding_values = {key: tf.constant(value, tf.int32)
+                      for key, value in schema.PADDING_VALUES.items()}
+    padding_values.update({key: tf.constant(0, tf.int32)
+                           for key in schema.SCALAR_FEATURE_KEYS})
+    dataset = dataset.padded_batch(size, padded_shapes=padded_shapes,
+                                   padding_values=padding_values,
+                                   drop_remainder=is_training and fixed_length)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+  return input_fn
+
+
+def log_cache_use(path, count, reused):
+  """One log line saying whether features were reused or built."""
+  if reused:
+    logging.info("Reusing %d cached feature windows from %s", count, path)
+  else:
+    logging.info("Wrote %d feature windows to %s", count, path)
+
+
+def cache_path(cache_dir, split, key):
+  """`<cache_dir>/<split>-<key>.tfrecord`."""
+  return os.path.join(cache_dir, "%s-%s.tfrecord" % (split, key))

@@ -1,0 +1,365 @@
+"""The Estimator `model_fn`: BERT encoder, token-classification head, loss,
+optimizer over the trainable set, eval metrics and predictions.
+
+Tensors (B = batch, T = positions in the batch, L = number of labels)::
+
+    input_ids, input_mask, segment_ids   int32 [B, T]
+    label_ids                            int32 [B, T], -1 where unlabelled
+    logits                               float32 [B, T, L]
+    predictions: tags string [B, T], label_ids int32 [B, T], scores float32 [B, T]
+"""
+
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from trainer import features as features_lib
+from trainer import metrics as metrics_lib
+from trainer import schema
+from trainer.tf_compat import modeling
+from trainer.tf_compat import optimization
+
+tf1 = tf.compat.v1
+
+HEAD_SCOPE = "ner_head"
+# Standard BERT fine-tuning settings (google-research/bert create_optimizer).
+WEIGHT_DECAY_RATE = 0.01
+ADAM_BETA_1 = 0.9
+ADAM_BETA_2 = 0.999
+ADAM_EPSILON = 1e-6
+CLIP_NORM = 1.0
+EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
+
+
+def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,
+                 num_labels, head_dropout):
+  """Builds BERT and a dense token-classification head.
+
+  Args:
+    bert_config: `modeling.BertConfig`.
+    is_training: bool, enables dropout.
+    input_ids, input_mask, segment_ids: int32 [B, T].
+    num_labels: int L.
+    head_dropout: float, dropout on the sequence output before the head.
+
+  Returns:
+    logits: float32 [B, T, L].
+  """
+  model = modeling.BertModel(
+      config=bert_config, is_training=is_training, input_ids=input_ids,
+      input_mask=input_mask, token_type_ids=segment_ids,
+      use_one_hot_embeddings=False)
+  sequence_output = model.get_sequence_output()  # float32 [B, T, H]
+  if is_training and head_dropout:
+    sequence_output = tf.nn.dropout(sequence_output, rate=head_dropout)
+  hidden_size = bert_config.hidden_size
+  with tf1.variable_scope(HEAD_SCOPE):
+    kernel = tf1.get_variable(
+        "output_weights", [hidden_size, num_labels],
+        initializer=tf1.truncated_normal_initializer(stddev=0.02))
+    bias = tf1.get_variable("output_bias", [num_labels],
+                            initializer=tf1.zeros_initializer())
+    logits = tf.einsum("bth,hl->btl", sequence_output, kernel) + bias
+  return logits
+
+
+def masked_token_loss(logits, label_ids):
+  """Mean cross-entropy over labelled positions.
+
+  Args:
+    logits: float32 [B, T, L].
+    label_ids: int32 [B, T], `schema.PAD_LABEL_ID` where unlabelled.
+
+  Returns:
+    (loss float32 [], per_position float32 [B, T] (0 where unlabelled),
+     weights float32 [B, T] (1 where labelled)).
+  """
+  weights = tf.cast(tf.not_equal(label_ids, schema.PAD_LABEL_ID), tf.float32)
+  safe_labels = tf.maximum(label_ids, 0)
+  per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=safe_labels, logits=logits) * weights
+  loss = tf.reduce_sum(per_position) / tf.maximum(tf.reduce_sum(weights), 1.0)
+  return loss, per_position, weights
+
+
+def create_train_op(loss, variables, init_lr, num_train_steps,
+                    num_warmup_steps):
+  """AdamW with linear warmup and decay, over exactly `variables`.
+
+  The same schedule, optimizer and clipping as `bert.optimization.
+  create_optimizer`, which however differentiates every trainable variable;
+  here gradients are taken only for `variables`, so a frozen encoder costs no
+  backward pass and gets no optimizer slots.
+
+  Args:
+    loss: float32 [] scalar.
+    variables: list of `tf.Variable` to train.
+    init_lr: float, peak learning rate.
+    num_train_steps: int, steps to decay to 0 over.
+    num_warmup_steps: int, steps of linear warmup from 0.
+
+  Returns:
+    (train_op, learning_rate tensor).
+  """
+  global_step = tf1.train.get_or_create_global_step()
+  learning_rate = tf1.train.polynomial_decay(
+      tf.constant(init_lr, tf.float32), global_step, num_train_steps,
+      end_learning_rate=0.0, power=1.0, cycle=False)
+  if num_warmup_steps:
+    step = tf.cast(global_step, tf.float32)
+    warmup = tf.constant(float(num_warmup_steps))
+    is_warmup = tf.cast(step < warmup, tf.float32)
+    learning_rate = ((1.0 - is_warmup) * learning_rate
+                     + is_warmup * init_lr * step / warmup)
+  optimizer = optimization.AdamWeightDecayOptimizer(
+      learning_rate=learning_rate, weight_decay_rate=WEIGHT_DECAY_RATE,
+      beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
+      exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
+  grads = tf.gradients(loss, variables)
+  grads, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
+  apply_op = optimizer.apply_gradients(zip(grads, variables))
+  # AdamWeightDecayOptimizer does not increment the global step itself.
+  with tf.control_dependencies([apply_op]):
+    train_op = global_step.assign_add(1)
+  return train_op, learning_rate
+
+
+def restore_and_select_trainable(init_checkpoint, freeze_bert):
+  """Initialises from a checkpoint and returns the variables to train.
+
+  Args:
+    init_checkpoint: path prefix of a BERT checkpoint, or None/"".
+    freeze_bert: when True, train only variables NOT restored from the
+      checkpoint (the head); when False, train everything.
+
+  Returns:
+    list of `tf.Variable` to train.
+  """
+  tvars = tf1.trainable_variables()
+  restored = {}
+  if init_checkpoint:
+    assignment_map, restored = modeling.get_assignment_map_from_checkpoint(
+        tvars, init_checkpoint)
+    tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
+  logging.info("**** Trainable Variables ****")
+  trainable = []
+  for var in tvars:
+    is_restored = var.name in restored
+    if not (freeze_bert and is_restored):
+      trainable.append(var)
+    logging.info("  name = %s, shape = %s%s%s", var.name, var.shape,
+                 ", *INIT_FROM_CKPT*" if is_restored else "",
+                 ", *FROZEN*" if freeze_bert and is_restored else "")
+  if not init_checkpoint:
+    logging.warning("No --init_checkpoint: BERT starts from random weights and "
+                    "every variable trains (--freeze_bert has no effect).")
+  if not trainable:
+    raise ValueError(
+        "--freeze_bert is set but every variable was restored from %s, so "
+        "nothing would train. Use a BERT checkpoint without an NER head, or "
+        "--nofreeze_bert." % init_checkpoint)
+  logging.info("Training %d of %d variables (%d parameters).", len(trainable),
+               len(tvars), sum(int(np.prod(v.shape)) for v in trainable))
+  return trainable
+
+
+class EntityMetricAccumulator:
+  """Collects eval windows and scores whole sentences with seqeval.
+
+  Windows are merged with `features.merge_window_outputs` (each word scored
+  in the window where it has most context), exactly as at prediction time, so
+  eval metrics equal the metrics of `--do_predict` output.
+  """
+
+  def __init__(self, label_names):
+    self._label_names = list(label_names)
+    self._windows = []
+    self._result = None
+
+  def update(self, example_index, word_positions, score_mask, gold_ids,
+             pred_ids):
+    """Adds one batch (numpy arrays [B] and [B, T]); returns 0 (for py_func)."""
+    for i in range(len(example_index)):
+      self._windows.append({
+          schema.EXAMPLE_INDEX: int(example_index[i]),
+          schema.WORD_POSITIONS: word_positions[i].tolist(),
+          schema.SCORE_MASK: score_mask[i].tolist(),
+          "gold": gold_ids[i].tolist(),
+          "pred": pred_ids[i].tolist(),
+      })
+    self._result = None
+    return np.int32(0)
+
+  def result(self):
+    """Dict of metrics from `metrics.entity_metrics` plus flat per-type keys."""
+    if self._result is None:
+      num_words = {}
+      for window in self._windows:
+        example = window[schema.EXAMPLE_INDEX]
+        scored = [w for w, s in zip(window[schema.WORD_POSITIONS],
+                                    window[schema.SCORE_MASK]) if s]
+        num_words[example] = max([num_words.get(example, 0)]
+                                 + [w + 1 for w in scored])
+      # Renumber examples densely: eval may run on a subset of steps.
+      order = sorted(num_words)
+      dense = {example: i for i, example in enumerate(order)}
+      windows = [dict(w, **{schema.EXAMPLE_INDEX: dense[w[schema.EXAMPLE_INDEX]]})
+                 for w in self._windows]
+      merged = features_lib.merge_window_outputs(
+          windows, [num_words[e] for e in order])
+      gold = [[self._label_names[i] for i in m["gold"]] for m in merged]
+      pred = [[self._label_names[i] for i in m["pred"]] for m in merged]
+      self._result = metrics_lib.entity_metrics(gold, pred)
+    return self._result
+
+  def value(self, name):
+    """float32 metric value: "precision", "f1", or "<TYPE>_f1" etc."""
+    result = self.result()
+    if name in result:
+      return np.float32(result[name])
+    entity_type, key = name.rsplit("_", 1)
+    return np.float32(result["per_type"].get(entity_type, {}).get(key, 0.0))
+
+
+def entity_metric_ops(accumulator, entity_types, features, pred_ids):
+  """Estimator eval_metric_ops for entity-level P/R/F1 (overall and per type)."""
+  update_op = tf1.py_func(
+      accumulator.update,
+      [features[schema.EXAMPLE_INDEX], features[schema.WORD_POSITIONS],
+       features[schema.SCORE_MASK], features[schema.LABEL_IDS], pred_ids],
+      tf.int32, stateful=True)
+  names = ["precision", "recall", "f1"]
+  for entity_type in entity_types:
+    names += ["%s_%s" % (entity_type, key) for key in ("precision", "recall",
+                                                        "f1")]
+  ops = {}
+  for name in names:
+    value = tf1.py_func(lambda n=name: accumulator.value(n), [], tf.float32,
+                        stateful=True)
+    value.set_shape([])
+    ops["entity_" + name] = (value, update_op)
+  return ops
+
+
+def entity_types_of(label_names):
+  """Sorted entity types in a label list: ["O","B-PER","I-LOC"] -> ["LOC","PER"]."""
+  types = set()
+  for label in label_names:
+    if label != schema.OUTSIDE_TAG and "-" in label:
+      types.add(label.split("-", 1)[1])
+  return sorted(types)
+
+
+def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
+                     num_train_steps, num_warmup_steps, freeze_bert,
+                     head_dropout=0.1):
+  """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
+
+  Args:
+    bert_config: `modeling.BertConfig`.
+    label_names: list of str, index = label id.
+    init_checkpoint: BERT checkpoint prefix or None.
+    learning_rate, num_train_steps, num_warmup_steps: see `create_train_op`.
+    freeze_bert: train only the variables not restored from the checkpoint.
+    head_dropout: dropout before the head during training.
+  """
+  label_names = list(label_names)
+  entity_types = entity_types_of(label_names)
+
+  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    input_ids = features[schema.INPUT_IDS]
+    logits = create_model(
+        bert_config, is_training, input_ids, features[schema.INPUT_MASK],
+        features[schema.SEGMENT_IDS], len(label_names), head_dropout)
+    trainable = restore_and_select_trainable(init_checkpoint, freeze_bert)
+
+    probabilities = tf.nn.softmax(logits, axis=-1)      # float32 [B, T, L]
+    pred_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, T]
+    scores = tf.reduce_max(probabilities, axis=-1)       # float32 [B, T]
+    tags = tf.gather(tf.constant(label_names), pred_ids)  # string [B, T]
+
+    if mode == tf.estimator.ModeKeys.PREDICT:
+      predictions = {schema.OUTPUT_TAGS: tags,
+                     schema.OUTPUT_LABEL_IDS: pred_ids,
+                     schema.OUTPUT_SCORES: scores}
+      export_outputs = {
+          schema.SERVING_DEFAULT_SIGNATURE:
+              tf.estimator.export.PredictOutput(dict(predictions))}
+      # Window bookkeeping rides along for merging (absent when serving).
+      for key in (schema.EXAMPLE_INDEX, schema.WORD_POSITIONS,
+                  schema.SCORE_MASK):
+        if key in features:
+          predictions[key] = features[key]
+      return tf.estimator.EstimatorSpec(mode, predictions=predictions,
+                                        export_outputs=export_outputs)
+
+    label_ids = features[schema.LABEL_IDS]
+    loss, _, weights = masked_token_loss(logits, label_ids)
+
+    if mode == tf.estimator.ModeKeys.TRAIN:
+      train_op, lr = create_train_op(loss, trainable, learning_rate,
+                                     num_train_steps, num_warmup_steps)
+      tf1.summary.scalar("learning_rate", lr)
+      hooks = [ProgressHook(loss, num_train_steps,
+                            (params or {}).get("train_batch_size", 0))]
+      return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
+                                        training_hooks=hooks)
+
+    scored = tf.cast(features[schema.SCORE_MASK], tf.float32) * weights
+    accumulator = EntityMetricAccumulator(label_names)
+    eval_metric_ops = entity_metric_ops(accumulator, entity_types, features,
+                                        pred_ids)
+    eval_metric_ops["token_accuracy"] = tf1.metrics.accuracy(
+        labels=tf.maximum(label_ids, 0), predictions=pred_ids, weights=scored)
+    return tf.estimator.EstimatorSpec(mode, loss=loss,
+                                      eval_metric_ops=eval_metric_ops)
+
+  return model_fn
+
+
+class ProgressHook(tf1.train.SessionRunHook):
+  """Logs step, loss, steps/s, examples/s and ETA every `every_secs` seconds."""
+
+  def __init__(self, loss, total_steps, batch_size, every_secs=30.0):
+    self._loss_tensor = loss
+    self._total_steps = total_steps
+    self._batch_size = batch_size
+    self._every_secs = every_secs
+
+  def begin(self):
+    self._global_step = tf1.train.get_global_step()
+    self._last_time = None
+    self._last_step = None
+
+  def before_run(self, run_context):  # pylint: disable=unused-argument
+    return tf1.train.SessionRunArgs((self._global_step, self._loss_tensor))
+
+  def after_run(self, run_context, run_values):
+    step, loss = run_values.results
+    step = int(step)
+    now = time.time()
+    if self._last_time is None:
+      self._last_time, self._last_step = now, step
+      return
+    elapsed = now - self._last_time
+    if elapsed < self._every_secs and step < self._total_steps:
+      return
+    steps_per_sec = (step - self._last_step) / max(elapsed, 1e-9)
+    remaining = max(self._total_steps - step, 0)
+    eta = remaining / steps_per_sec if steps_per_sec > 0 else float("inf")
+    logging.info("step %d/%d (%.1f%%): loss %.4f, %.2f steps/s, "
+                 "%.1f examples/s, ETA %s",
+                 step, self._total_steps, 100.0 * step / self._total_steps, loss,
+                 steps_per_sec, steps_per_sec * self._batch_size,
+                 _format_seconds(eta))
+    self._last_time, self._last_step = now, step
+
+
+def _format_seconds(seconds):
+  if seconds == float("inf"):
+    return "unknown"
+  seconds = int(seconds)
+  return "%dh%02dm%02ds" % (seconds // 3600, seconds // 60 % 60, seconds % 60)

@@ -1,0 +1,122 @@
+"""Writes per-word predictions as CoNLL and JSON lines (pure Python).
+
+For each sentence the trainer has one predicted tag and one score per input
+token (see `features.merge_window_outputs`). This module attaches entity
+spans (from `tag_schemes.get_entities`, the one span function) with token
+and character offsets.
+
+Example: tokens ["John", "lives", "in", "New", "York"], tags
+[B-PER, O, O, B-LOC, I-LOC], scores [0.9, 1, 1, 0.8, 0.6] give::
+
+    {"tokens": [...], "tags": [...], "scores": [...],
+     "text": "John lives in New York",
+     "entities": [{"type": "PER", "text": "John", "start": 0, "end": 1,
+                   "char_start": 0, "char_end": 4, "score": 0.9},
+                  {"type": "LOC", "text": "New York", "start": 3, "end": 5,
+                   "char_start": 14, "char_end": 22, "score": 0.7}]}
+
+`end` and `char_end` are exclusive.
+"""
+
+import json
+import unicodedata
+
+from trainer import tag_schemes
+
+
+def _is_cjk_or_punct(token):
+  if len(token) != 1:
+    return False
+  codepoint = ord(token)
+  return (0x4E00 <= codepoint <= 0x9FFF or 0x3400 <= codepoint <= 0x4DBF
+          or 0xF900 <= codepoint <= 0xFAFF or 0x20000 <= codepoint <= 0x2FA1F
+          or 0x3000 <= codepoint <= 0x303F or 0xFF00 <= codepoint <= 0xFFEF
+          or unicodedata.category(token).startswith("P"))
+
+
+def join_tokens(tokens):
+  """Rebuilds a text from tokens; returns (text, [(char_start, char_end)]).
+
+  Tokens are joined with one space, except between two single CJK characters
+  or full-width punctuation (Chinese text has no spaces), so character data
+  reads naturally: ["北", "京", "很", "大"] -> "北京很大".
+  """
+  pieces, spans, position = [], [], 0
+  for index, token in enumerate(tokens):
+    if index and not (_is_cjk_or_punct(tokens[index - 1])
+                      and _is_cjk_or_punct(token)):
+      pieces.append(" ")
+      position += 1
+    spans.append((position, position + len(token)))
+    pieces.append(token)
+    position += len(token)
+  return "".join(pieces), spans
+
+
+def sentence_record(sentence, tags, scores):
+  """JSON-ready dict for one sentence (see the module docstring).
+
+  Args:
+    sentence: `readers.Sentence` (tokens, optional original text and spans).
+    tags: list of str, one per token.
+    scores: list of float, probability of each chosen tag.
+  """
+  if sentence.text is not None and sentence.char_spans is not None:
+    text, spans = sentence.text, list(sentence.char_spans)
+  else:
+    text, spans = join_tokens(sentence.tokens)
+  entities = []
+  for entity_type, start, end in tag_schemes.get_entities(tags):
+    char_start, char_end = spans[start][0], spans[end - 1][1]
+    entities.append({
+        "type": entity_type,
+        "text": text[char_start:char_end],
+        "start": start,
+        "end": end,
+        "char_start": char_start,
+        "char_end": char_end,
+        "score": round(sum(scores[start:end]) / (end - start), 6),
+    })
+  return {
+      "source": sentence.source,
+      "text": text,
+      "tokens": list(sentence.tokens),
+      "tags": list(tags),
+      "scores": [round(float(s), 6) for s in scores],
+      "entities": entities,
+  }
+
+
+def write_predictions(sentences, predicted_tags, predicted_scores, conll_path,
+                      jsonl_path):
+  """Writes `predictions.conll` and `predictions.jsonl`.
+
+  CoNLL lines are ``token gold predicted`` (``token predicted`` when the input
+  had no gold tags), a blank line after each sentence.
+
+  Returns:
+    (number of sentences, number of tokens) written.
+
+  Raises:
+    ValueError: when a sentence has a different number of predictions than
+      tokens (every input token must get exactly one tag).
+  """
+  num_tokens = 0
+  with open(conll_path, "w", encoding="utf-8") as conll, \
+      open(jsonl_path, "w", encoding="utf-8") as jsonl:
+    for sentence, tags, scores in zip(sentences, predicted_tags,
+                                      predicted_scores, strict=True):
+      if len(tags) != len(sentence.tokens):
+        raise ValueError("%s: %d tokens but %d predicted tags"
+                         % (sentence.source, len(sentence.tokens), len(tags)))
+      for index, token in enumerate(sentence.tokens):
+        columns = [token]
+        if sentence.tags is not None:
+          columns.append(sentence.tags[index])
+        columns.append(tags[index])
+        conll.write(" ".join(columns) + "\n")
+      conll.write("\n")
+      jsonl.write(json.dumps(sentence_record(sentence, tags, scores),
+                             ensure_ascii=False) + "\n")
+      num_tokens += len(tags)
+  return len(sentences), num_tokens

@@ -1,0 +1,95 @@
+"""One place that names every feature, file, signature and output of the NER model.
+
+The TFRecord writer, the `tf.data` parser, the `model_fn`, the exporter, the
+local server and the client all read these names; nothing else spells them.
+This module is pure Python (no TensorFlow import) so data code and the client
+can use it without pulling TensorFlow in.
+
+Feature layout of one example (a window of one sentence), all int32 ``[seq_len]``:
+
+  ``input_ids``    word-piece ids: ``[CLS] piece ... [SEP]`` then padding 0.
+  ``input_mask``   1 on real positions (``[CLS]``, pieces, ``[SEP]``), 0 on padding.
+  ``segment_ids``  all 0 (NER has one segment).
+  ``label_ids``    label id on the first piece of each word, ``PAD_LABEL_ID`` (-1)
+                   on ``[CLS]``, ``[SEP]``, other pieces and padding.
+
+Extra bookkeeping features (int32) used to merge windows back into sentences:
+
+  ``example_index``  ``[]`` index of the sentence in its input file.
+  ``window_index``   ``[]`` index of this window within the sentence.
+  ``word_positions`` ``[seq_len]`` index of the word whose first piece sits at
+                     this position, else -1.
+  ``score_mask``     ``[seq_len]`` 1 where this window is the one in which that
+                     word has most context (each word is scored in exactly one
+                     window), else 0.
+"""
+
+# --- Feature keys -----------------------------------------------------------
+INPUT_IDS = "input_ids"
+INPUT_MASK = "input_mask"
+SEGMENT_IDS = "segment_ids"
+LABEL_IDS = "label_ids"
+EXAMPLE_INDEX = "example_index"
+WINDOW_INDEX = "window_index"
+WORD_POSITIONS = "word_positions"
+SCORE_MASK = "score_mask"
+
+# Features the model needs at serving time, in signature order.
+MODEL_INPUT_KEYS = (INPUT_IDS, INPUT_MASK, SEGMENT_IDS)
+# Per-position int features stored in TFRecords ([seq_len] each).
+SEQUENCE_FEATURE_KEYS = (INPUT_IDS, INPUT_MASK, SEGMENT_IDS, LABEL_IDS,
+                         WORD_POSITIONS, SCORE_MASK)
+# Per-example scalar int features stored in TFRecords.
+SCALAR_FEATURE_KEYS = (EXAMPLE_INDEX, WINDOW_INDEX)
+
+# Label id for positions that carry no label: [CLS], [SEP], non-first
+# word-pieces and padding. Masked out of the loss and every metric.
+PAD_LABEL_ID = -1
+# word_positions value for positions that start no word.
+NO_WORD = -1
+
+# Padding values per feature (the first piece id 0 is [PAD] in BERT vocabs).
+PADDING_VALUES = {
+    INPUT_IDS: 0,
+    INPUT_MASK: 0,
+    SEGMENT_IDS: 0,
+    LABEL_IDS: PAD_LABEL_ID,
+    WORD_POSITIONS: NO_WORD,
+    SCORE_MASK: 0,
+}
+
+# --- Special tokens -----------------------------------------------------------
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, "[MASK]")
+
+# --- Labels -------------------------------------------------------------------
+OUTSIDE_TAG = "O"
+
+# --- Model outputs (Estimator predictions and SavedModel signature outputs) ----
+OUTPUT_TAGS = "tags"            # string [batch, seq_len]
+OUTPUT_LABEL_IDS = "label_ids"  # int32  [batch, seq_len]
+OUTPUT_SCORES = "scores"        # float32 [batch, seq_len], probability of chosen tag
+OUTPUT_LENGTHS = "lengths"      # int32 [batch], characters per sentence (predict_text)
+
+# --- Export -------------------------------------------------------------------
+DEFAULT_MODEL_NAME = "ner"
+SERVING_DEFAULT_SIGNATURE = "serving_default"
+PREDICT_EXAMPLES_SIGNATURE = "predict_examples"
+PREDICT_TEXT_SIGNATURE = "predict_text"
+EXAMPLES_INPUT_KEY = "examples"   # serialized tf.Example strings [batch]
+TEXT_INPUT_KEY = "text"           # UTF-8 sentences [batch]
+
+# --- Files --------------------------------------------------------------------
+LABELS_FILENAME = "labels.txt"
+VOCAB_FILENAME = "vocab.txt"
+BERT_CONFIG_FILENAME = "bert_config.json"
+NER_CONFIG_FILENAME = "ner_config.json"
+EVAL_RESULTS_FILENAME = "eval_results.txt"
+PREDICTIONS_CONLL_FILENAME = "predictions.conll"
+PREDICTIONS_JSONL_FILENAME = "predictions.jsonl"
+CACHE_DIRNAME = "cache"
+EXPORT_DIRNAME = "export"
+ASSETS_EXTRA_DIRNAME = "assets.extra"
