@@ -37,14 +37,21 @@ def _is_cjk_or_punct(token):
 def join_tokens(tokens):
   """Rebuilds a text from tokens; returns (text, [(char_start, char_end)]).
 
-  Tokens are joined with one space, except between two single CJK characters
-  or full-width punctuation (Chinese text has no spaces), so character data
-  reads naturally: ["北", "京", "很", "大"] -> "北京很大".
+  Character-level sentences (every token one character, at least one of them
+  CJK) are joined without spaces, as Chinese is written; otherwise tokens are
+  joined with one space, except between two CJK characters or full-width
+  punctuation marks.
+
+  Examples:
+    ["北", "京", "有", "4", "2", "人"] -> "北京有42人"
+    ["EU", "rejects", "German", "call"] -> "EU rejects German call"
   """
+  character_level = (all(len(token) == 1 for token in tokens)
+                     and any(_is_cjk_or_punct(token) for token in tokens))
   pieces, spans, position = [], [], 0
   for index, token in enumerate(tokens):
-    if index and not (_is_cjk_or_punct(tokens[index - 1])
-                      and _is_cjk_or_punct(token)):
+    if index and not character_level and not (
+        _is_cjk_or_punct(tokens[index - 1]) and _is_cjk_or_punct(token)):
       pieces.append(" ")
       position += 1
     spans.append((position, position + len(token)))

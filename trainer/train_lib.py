@@ -42,7 +42,7 @@ TINY_BERT_CONFIG = {
 # Settings that suit a tiny randomly initialised model (applied by run_ner.py
 # to flags the user did not set when the embedded default is used).
 EMBEDDED_DEFAULT_SETTINGS = {
-    "learning_rate": 2e-3,
+    "learning_rate": 5e-4,
     "num_train_epochs": 40.0,
     "train_batch_size": 16,
     "warmup_proportion": 0.1,
@@ -159,8 +159,17 @@ class Job:
                                            "dev": "eval_file",
                                            "test": "predict_file"}[split]))
       logging.info("Reading %s data from %s", split, path)
-      self._sentences[split] = readers.read_sentences(
-          path, self.config.data_format)
+      sentences = readers.read_sentences(path, self.config.data_format)
+      if split != "test" and all(s.tags is None for s in sentences):
+        data_format = self.config.data_format
+        if data_format == "auto":
+          data_format = readers.detect_format(path)
+        raise ValueError(
+            "%s was read as %r (unlabelled) but %s data needs tags. Expected "
+            "CoNLL lines 'token ... tag', a parallel tokens/tags pair or "
+            "CLUENER jsonl; pass --data_format to choose explicitly."
+            % (path, data_format, split))
+      self._sentences[split] = sentences
     return self._sentences[split]
 
   def _setup_model_files(self):

@@ -1,0 +1,32 @@
+"""Packaging for the BERT-NER trainer (`pip install -e .[test]`)."""
+
+import setuptools
+
+setuptools.setup(
+    name="bert-ner-estimator",
+    version="0.1.0",
+    description=("BERT named-entity recognition on the TensorFlow Estimator "
+                 "API, served by TensorFlow Serving."),
+    python_requires=">=3.9,<3.12",
+    packages=setuptools.find_packages(include=["trainer", "trainer.*",
+                                               "serving", "serving.*"]),
+    py_modules=["run_ner"],
+    package_data={"trainer.sample_data": ["*.txt", "README.md"]},
+    install_requires=[
+        "tensorflow==2.15.*",
+        "bert-tensorflow==1.0.4",
+        "tensorflow-serving-api==2.15.*",
+        "absl-py>=1.0",
+        "numpy>=1.23,<2",
+        "seqeval==1.2.2",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "run-ner=run_ner:run_main",
+        ],
+    },
+)

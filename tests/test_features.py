@@ -1,0 +1,139 @@
+"""Tests for trainer.features (window planning, conversion, merging)."""
+
+import pytest
+
+from trainer import features
+from trainer import schema
+from trainer import tokenization
+
+# Tiny uncased vocab: id = line number.
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "johan",
+         "##son", "lives", "in", "new", "york", "city", "北", "京"]
+CLS, SEP = 2, 3
+LABELS = {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+  path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+  path.write_text("".join(v + "\n" for v in VOCAB), encoding="utf-8")
+  return tokenization.NerTokenizer(str(path), do_lower_case=True)
+
+
+@pytest.mark.parametrize("piece_counts, max_pieces, stride, expected", [
+    ([1, 1, 1], 6, 2, [(0, 3)]),
+    ([1, 2, 1, 1, 1, 1, 1], 6, 2, [(0, 5), (2, 7)]),
+    ([1, 1, 1, 1, 1, 1, 1, 1], 4, 2, [(0, 4), (2, 6), (4, 8)]),
+    # Stride larger than a window: the next window starts at the old end.
+    ([1, 1, 1, 1, 1], 2, 5, [(0, 2), (2, 4), (4, 5)]),
+    # A word longer than a window gets a window of its own.
+    ([1, 9, 1], 4, 1, [(0, 1), (1, 2), (2, 3)]),
+    ([], 4, 1, []),
+])
+def test_plan_windows(piece_counts, max_pieces, stride, expected):
+  assert features.plan_windows(piece_counts, max_pieces, stride) == expected
+
+
+def test_best_window_per_word():
+  assert features.best_window_per_word([(0, 5), (2, 7)], 7) == [
+      0, 0, 0, 0, 1, 1, 1]
+
+
+def test_convert_short_sentence_exact_ids(tokenizer):
+  words = ["John", "Johanson", "lives", "in", "New", "York"]
+  tags = [1, 2, 0, 0, 3, 4]
+  [window] = features.convert_sentence(words, tags, 7, tokenizer,
+                                       max_seq_length=16, doc_stride=4)
+  assert window == features.WindowFeatures(
+      example_index=7, window_index=0,
+      input_ids=(CLS, 5, 6, 7, 8, 9, 10, 11, SEP),
+      input_mask=(1,) * 9,
+      segment_ids=(0,) * 9,
+      label_ids=(-1, 1, 2, -1, 0, 0, 3, 4, -1),
+      word_positions=(-1, 0, 1, -1, 2, 3, 4, 5, -1),
+      score_mask=(0, 1, 1, 0, 1, 1, 1, 1, 0))
+
+
+def test_convert_long_sentence_into_windows(tokenizer):
+  # The module docstring's walk-through: 8 pieces, 6 fit per window.
+  words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
+  tags = [1, 2, 0, 0, 3, 4, 4]
+  first, second = features.convert_sentence(words, tags, 0, tokenizer,
+                                            max_seq_length=8, doc_stride=2)
+  assert first.input_ids == (CLS, 5, 6, 7, 8, 9, 10, SEP)
+  assert first.label_ids == (-1, 1, 2, -1, 0, 0, 3, -1)
+  assert first.word_positions == (-1, 0, 1, -1, 2, 3, 4, -1)
+  assert first.score_mask == (0, 1, 1, 0, 1, 1, 0, 0)
+  assert second.window_index == 1
+  assert second.input_ids == (CLS, 8, 9, 10, 11, 12, SEP)
+  assert second.label_ids == (-1, 0, 0, 3, 4, 4, -1)
+  assert second.word_positions == (-1, 2, 3, 4, 5, 6, -1)
+  assert second.score_mask == (0, 0, 0, 1, 1, 1, 0)
+
+
+def test_unknown_and_dropped_words_become_unk(tokenizer):
+  # "\u200b" is removed by BERT's cleaning; it still gets a position.
+  [window] = features.convert_sentence(["北", "\u200b", "上"], None, 0,
+                                       tokenizer, 16, 4)
+  assert window.input_ids == (CLS, 13, 1, 1, SEP)
+  assert window.label_ids == (-1, -1, -1, -1, -1)
+  assert window.word_positions == (-1, 0, 1, 2, -1)
+
+
+def test_overlong_single_word_keeps_first_piece(tokenizer):
+  [window] = features.convert_sentence(["Johanson"], [1], 0, tokenizer,
+                                       max_seq_length=3, doc_stride=1)
+  assert window.input_ids == (CLS, 6, SEP)
+  assert window.label_ids == (-1, 1, -1)
+
+
+def test_tag_count_mismatch_is_an_error(tokenizer):
+  with pytest.raises(ValueError, match="Sentence 3 has 2 words but 1 tags"):
+    features.convert_sentence(["john", "lives"], [0], 3, tokenizer, 8, 2)
+
+
+def test_merge_round_trip_every_word_once(tokenizer):
+  words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
+  windows = features.convert_sentence(words, [1, 2, 0, 0, 3, 4, 4], 0,
+                                      tokenizer, 8, 2)
+  short = features.convert_sentence(["New", "York"], [3, 4], 1, tokenizer, 8,
+                                    2)
+  outputs = []
+  for window in windows + short:
+    # Fake model output: the label id, plus 10 * window index to show which
+    # window each word was taken from.
+    outputs.append({
+        schema.EXAMPLE_INDEX: window.example_index,
+        schema.WORD_POSITIONS: list(window.word_positions) + [-1, -1],
+        schema.SCORE_MASK: list(window.score_mask) + [0, 0],
+        "value": [l + 10 * window.window_index for l in window.label_ids]
+                 + [0, 0],
+    })
+  merged = features.merge_window_outputs(outputs, [7, 2])
+  assert merged == [{"value": [1, 2, 0, 0, 13, 14, 14]}, {"value": [3, 4]}]
+
+
+def test_merge_reports_missing_words():
+  outputs = [{schema.EXAMPLE_INDEX: 0, schema.WORD_POSITIONS: [-1, 0, -1],
+              schema.SCORE_MASK: [0, 1, 0], "value": [0, 5, 0]}]
+  with pytest.raises(ValueError, match="Sentence 0: word 1 got no value"):
+    features.merge_window_outputs(outputs, [2])
+  with pytest.raises(ValueError, match="Sentence 1 got no prediction"):
+    features.merge_window_outputs(outputs, [1, 1])
+
+
+def test_as_dict_uses_schema_names(tokenizer):
+  [window] = features.convert_sentence(["new"], [3], 4, tokenizer, 8, 2)
+  assert window.as_dict() == {
+      "example_index": 4, "window_index": 0, "input_ids": (CLS, 10, SEP),
+      "input_mask": (1, 1, 1), "segment_ids": (0, 0, 0),
+      "label_ids": (-1, 3, -1), "word_positions": (-1, 0, -1),
+      "score_mask": (0, 1, 0)}
+
+
+def test_features_module_does_not_import_tensorflow():
+  import subprocess
+  import sys
+  code = ("import sys, trainer.features, trainer.predictions; "
+          "sys.exit('tensorflow' in sys.modules)")
+  assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,67 @@
+"""Tests for trainer.input_pipeline (feature cache and tf.data batches)."""
+
+import tensorflow as tf
+
+from trainer import features
+from trainer import input_pipeline
+from trainer import schema
+
+
+def _windows():
+  return [
+      features.WindowFeatures(0, 0, (2, 5, 6, 3), (1, 1, 1, 1), (0, 0, 0, 0),
+                              (-1, 1, 0, -1), (-1, 0, 1, -1), (0, 1, 1, 0)),
+      features.WindowFeatures(1, 0, (2, 7, 3), (1, 1, 1), (0, 0, 0),
+                              (-1, 2, -1), (-1, 0, -1), (0, 1, 0)),
+  ]
+
+
+def test_cache_key_tracks_contents_and_settings(tmp_path):
+  data = tmp_path / "train.txt"
+  data.write_text("EU B-ORG\n")
+  moved = tmp_path / "copy.txt"
+  moved.write_text("EU B-ORG\n")
+  key = input_pipeline.cache_key([str(data)], {"max_seq_length": 128})
+  assert len(key) == 16
+  # Same bytes elsewhere: same key. Other bytes or settings: new key.
+  assert input_pipeline.cache_key([str(moved)], {"max_seq_length": 128}) == key
+  assert input_pipeline.cache_key([str(data)], {"max_seq_length": 64}) != key
+  data.write_text("EU B-MISC\n")
+  assert input_pipeline.cache_key([str(data)], {"max_seq_length": 128}) != key
+
+
+def test_write_then_batch_pads_to_longest_in_batch(tmp_path):
+  path = str(tmp_path / "f.tfrecord")
+  assert input_pipeline.write_features(_windows(), path) == 2
+  assert input_pipeline.read_feature_count(path) == 2
+  assert input_pipeline.read_feature_count(path + "x") is None
+  dataset = input_pipeline.input_fn_builder(
+      path, is_training=False, batch_size=2, max_seq_length=8)({})
+  [batch] = list(dataset.as_numpy_iterator())
+  assert batch[schema.INPUT_IDS].tolist() == [[2, 5, 6, 3], [2, 7, 3, 0]]
+  assert batch[schema.INPUT_MASK].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+  assert batch[schema.LABEL_IDS].tolist() == [[-1, 1, 0, -1], [-1, 2, -1, -1]]
+  assert batch[schema.WORD_POSITIONS].tolist() == [[-1, 0, 1, -1],
+                                                   [-1, 0, -1, -1]]
+  assert batch[schema.EXAMPLE_INDEX].tolist() == [0, 1]
+  assert batch[schema.INPUT_IDS].dtype == "int32"
+
+
+def test_fixed_length_pads_to_max_seq_length(tmp_path):
+  path = str(tmp_path / "f.tfrecord")
+  input_pipeline.write_features(_windows(), path)
+  dataset = input_pipeline.input_fn_builder(
+      path, is_training=True, batch_size=2, max_seq_length=6,
+      fixed_length=True, seed=3)({})
+  batch = next(iter(dataset))
+  assert batch[schema.INPUT_IDS].shape == (2, 6)
+  assert batch[schema.SEGMENT_IDS].numpy().sum() == 0
+
+
+def test_to_tf_example_round_trip():
+  window = _windows()[1]
+  serialized = input_pipeline.to_tf_example(window).SerializeToString()
+  parsed = input_pipeline.parse_example(tf.constant(serialized))
+  assert {k: v.numpy().tolist() for k, v in parsed.items()} == {
+      k: list(v) if isinstance(v, tuple) else v
+      for k, v in window.as_dict().items()}

@@ -1,0 +1,251 @@
+"""Graph tests: the whole pipeline with a tiny BERT, a few steps each."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import features
+from trainer import schema
+from trainer import tokenization
+from trainer import train_lib
+from trainer.tf_compat import modeling
+
+TINY_CONFIG = {
+    "vocab_size": 0,  # set from the vocab
+    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "intermediate_size": 37, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 64, "type_vocab_size": 2,
+    "initializer_range": 0.02,
+}
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in",
+         "new", "york", "city", "mary", "went", "to", "paris", "the", "un",
+         "met", "##s", "."]
+TRAIN = """\
+-DOCSTART- O
+
+John B-PER
+lives O
+in O
+New B-LOC
+York I-LOC
+. O
+
+Mary B-PER
+went O
+to O
+Paris B-LOC
+. O
+
+The O
+UN B-ORG
+met O
+in O
+New B-LOC
+York I-LOC
+City I-LOC
+and O
+John B-PER
+went O
+to O
+Paris B-LOC
+and O
+Mary B-PER
+lives O
+in O
+New B-LOC
+York I-LOC
+. O
+"""
+# A dev sentence longer than one window (max_seq_length 10 -> 8 pieces).
+DEV = TRAIN.split("\n\n", 2)[2]
+
+
+def _write(path, text):
+  path.write_text(text, encoding="utf-8")
+  return str(path)
+
+
+@pytest.fixture()
+def workspace(tmp_path):
+  vocab = _write(tmp_path / "vocab.txt", "".join(v + "\n" for v in VOCAB))
+  bert_config = _write(tmp_path / "bert_config.json", json.dumps(
+      dict(TINY_CONFIG, vocab_size=len(VOCAB))))
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  _write(data_dir / "train.txt", TRAIN)
+  _write(data_dir / "dev.txt", DEV)
+  _write(data_dir / "test.txt", TRAIN)
+  return {"vocab_file": vocab, "bert_config_file": bert_config,
+          "data_dir": str(data_dir), "tmp": tmp_path}
+
+
+def _config(workspace, **overrides):
+  settings = dict(
+      output_dir=str(workspace["tmp"] / "out"),
+      data_dir=workspace["data_dir"],
+      bert_config_file=workspace["bert_config_file"],
+      vocab_file=workspace["vocab_file"],
+      max_seq_length=10, doc_stride=3, train_batch_size=2, eval_batch_size=2,
+      predict_batch_size=3, learning_rate=1e-2, num_train_steps=3,
+      save_checkpoints_steps=100, seed=1)
+  settings.update(overrides)
+  return train_lib.NerConfig(**settings)
+
+
+def _write_tiny_checkpoint(workspace):
+  """A 'pre-trained' BERT checkpoint with random weights, as Google's layout."""
+  prefix = str(workspace["tmp"] / "ckpt" / "bert_model.ckpt")
+  bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
+  with tf.Graph().as_default():
+    ids = tf.compat.v1.placeholder(tf.int32, [None, None])
+    modeling.BertModel(bert_config, False, ids)
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      tf.compat.v1.train.Saver().save(session, prefix)
+  return prefix
+
+
+def _variables(checkpoint):
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(checkpoint)}
+
+
+def test_train_eval_predict_export_and_serve(workspace):
+  config = _config(workspace, do_train=True, do_eval=True, do_predict=True,
+                   do_export=True)
+  summary = train_lib.run(config)
+  out = config.output_dir
+
+  assert summary["train_steps"] == 3
+  assert tf.train.latest_checkpoint(out).endswith("model.ckpt-3")
+  with open(os.path.join(out, "labels.txt"), encoding="utf-8") as reader:
+    assert reader.read().split() == ["O", "B-LOC", "B-ORG", "B-PER", "I-LOC"]
+  eval_results = summary["eval"]
+  for key in ("loss", "entity_f1", "entity_precision", "entity_recall",
+              "entity_PER_f1", "entity_LOC_f1", "entity_ORG_f1",
+              "token_accuracy", "global_step"):
+    assert key in eval_results, key
+  assert 0.0 <= eval_results["entity_f1"] <= 1.0
+  with open(os.path.join(out, "eval_results.txt"), encoding="utf-8") as reader:
+    assert "entity_f1 = " in reader.read()
+
+  # Every input token gets exactly one prediction.
+  assert summary["predict"]["sentences"] == 3
+  assert summary["predict"]["tokens"] == 6 + 5 + 19
+  with open(os.path.join(out, "predictions.conll"), encoding="utf-8") as f:
+    conll_blocks = f.read().strip().split("\n\n")
+  assert [len(b.split("\n")) for b in conll_blocks] == [6, 5, 19]
+  assert conll_blocks[0].split("\n")[0].split()[:2] == ["John", "B-PER"]
+  with open(os.path.join(out, "predictions.jsonl"), encoding="utf-8") as f:
+    records = [json.loads(line) for line in f]
+  assert records[1]["text"] == "Mary went to Paris ."
+  assert len(records[2]["tags"]) == 19
+
+  # Export layout and assets.
+  export_dir = summary["export"]
+  assert export_dir == os.path.join(out, "export", "1")
+  assert sorted(os.listdir(os.path.join(export_dir, "assets"))) == [
+      "labels.txt", "vocab.txt"]
+  with open(os.path.join(export_dir, "assets.extra", "ner_config.json"),
+            encoding="utf-8") as reader:
+    assert json.load(reader)["max_seq_length"] == 10
+
+  # Serve: load the SavedModel and call serving_default on the same windows
+  # the trainer predicted; tags must equal predictions.conll (no skew).
+  tokenizer = tokenization.NerTokenizer(workspace["vocab_file"], True)
+  loaded = tf.saved_model.load(export_dir)
+  serve = loaded.signatures[schema.SERVING_DEFAULT_SIGNATURE]
+  words = records[2]["tokens"]
+  windows = features.convert_sentence(words, None, 0, tokenizer, 10, 3)
+  assert len(windows) > 1  # the long sentence really is split
+  outputs = []
+  for window in windows:
+    result = serve(**{key: tf.constant([getattr(window, key)], tf.int32)
+                      for key in schema.MODEL_INPUT_KEYS})
+    assert set(result) == {"tags", "label_ids", "scores"}
+    assert result["tags"].dtype == tf.string
+    outputs.append({
+        schema.EXAMPLE_INDEX: 0,
+        schema.WORD_POSITIONS: window.word_positions,
+        schema.SCORE_MASK: window.score_mask,
+        "tag": [t.decode() for t in result["tags"].numpy()[0]],
+        "score": result["scores"].numpy()[0]})
+  merged = features.merge_window_outputs(outputs, [len(words)])[0]
+  assert merged["tag"] == records[2]["tags"]
+  np.testing.assert_allclose(merged["score"], records[2]["scores"], atol=1e-5)
+
+  # A second export gets the next version; the first is kept.
+  config.do_train = config.do_eval = config.do_predict = False
+  second = train_lib.run(config)["export"]
+  assert second == os.path.join(out, "export", "2")
+  assert os.path.isdir(export_dir)
+
+
+def test_rerun_resumes_and_reuses_feature_cache(workspace, caplog):
+  config = _config(workspace, do_train=True, num_train_steps=2)
+  train_lib.run(config)
+  cache_dir = os.path.join(config.output_dir, "cache")
+  cached = sorted(os.listdir(cache_dir))
+  mtimes = [os.path.getmtime(os.path.join(cache_dir, f)) for f in cached]
+  config.num_train_steps = 4
+  caplog.set_level("INFO")
+  train_lib.run(config)
+  assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-4")
+  assert sorted(os.listdir(cache_dir)) == cached
+  assert [os.path.getmtime(os.path.join(cache_dir, f)) for f in cached] == \
+      mtimes
+  assert "Reusing" in caplog.text
+  # A different max_seq_length is a different cache entry.
+  config.max_seq_length, config.num_train_steps = 12, 5
+  train_lib.run(config)
+  assert len(os.listdir(cache_dir)) == len(cached) + 2
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bert_keeps_restored_variables_bit_identical(workspace, freeze):
+  checkpoint = _write_tiny_checkpoint(workspace)
+  config = _config(workspace, do_train=True, init_checkpoint=checkpoint,
+                   freeze_bert=freeze, num_train_steps=3,
+                   save_checkpoints_steps=1, keep_checkpoint_max=10)
+  train_lib.run(config)
+  initial = _variables(checkpoint)
+  start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
+  final = _variables(tf.train.latest_checkpoint(config.output_dir))
+  bert_names = [name for name in initial if name.startswith("bert/")]
+  assert len(bert_names) == 23  # 5 embeddings + 16 in the layer + 2 pooler
+  for name in bert_names:
+    # Restored correctly at step 0 in both modes.
+    np.testing.assert_array_equal(start[name], initial[name])
+  changed = [name for name in bert_names
+             if not np.array_equal(final[name], initial[name])]
+  if freeze:
+    assert changed == []
+    assert not any("adam" in name and name.startswith("bert/")
+                   for name in final)
+  else:
+    # Everything but the pooler, which the NER loss does not reach.
+    assert changed == [n for n in bert_names if not n.startswith("bert/pooler")]
+  for name in ("ner_head/output_weights", "ner_head/output_bias"):
+    assert not np.array_equal(final[name], start[name]), name
+
+
+def test_eval_only_reuses_saved_labels(workspace):
+  config = _config(workspace, do_train=True, num_train_steps=1)
+  train_lib.run(config)
+  config.do_train, config.do_eval = False, True
+  results = train_lib.run(config)["eval"]
+  assert results["global_step"] == 1
+
+
+def test_unknown_dev_label_names_file_and_flag(workspace):
+  with open(os.path.join(workspace["data_dir"], "dev.txt"), "a",
+            encoding="utf-8") as writer:
+    writer.write("\nBerlin B-GPE\n")
+  config = _config(workspace, do_train=True, do_eval=True, num_train_steps=1)
+  with pytest.raises(ValueError, match=r"dev\.txt:\d+.*'B-GPE'.*--labels_file"):
+    train_lib.run(config)
