@@ -193,7 +193,7 @@ def test_rerun_resumes_and_reuses_feature_cache(workspace, caplog):
   cached = sorted(os.listdir(cache_dir))
   mtimes = [os.path.getmtime(os.path.join(cache_dir, f)) for f in cached]
   config.num_train_steps = 4
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")
   train_lib.run(config)
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-4")
   assert sorted(os.listdir(cache_dir)) == cached

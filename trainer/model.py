@@ -323,7 +323,7 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
 class ProgressHook(tf1.train.SessionRunHook):
   """Logs step, loss, steps/s, examples/s and ETA every `every_secs` seconds."""
 
-  def __init__(self, loss, total_steps, batch_size, every_secs=30.0):
+  def __init__(self, loss, total_steps, batch_size, every_secs=15.0):
     self._loss_tensor = loss
     self._total_steps = total_steps
     self._batch_size = batch_size
@@ -363,3 +363,30 @@ def _format_seconds(seconds):
     return "unknown"
   seconds = int(seconds)
   return "%dh%02dm%02ds" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+class BatchProgressHook(tf1.train.SessionRunHook):
+  """Logs eval/predict progress (batches done of total) every `every_secs`."""
+
+  def __init__(self, phase, total_batches, every_secs=30.0):
+    self._phase = phase
+    self._total = total_batches
+    self._every_secs = every_secs
+
+  def begin(self):
+    self._done = 0
+    self._start = self._last = time.time()
+
+  def after_run(self, run_context, run_values):
+    self._done += 1
+    now = time.time()
+    if now - self._last >= self._every_secs:
+      rate = self._done / max(now - self._start, 1e-9)
+      logging.info("%s: batch %d/%d, %.1f batches/s, ETA %s", self._phase,
+                   self._done, self._total, rate,
+                   _format_seconds(max(self._total - self._done, 0) / rate))
+      self._last = now
+
+  def end(self, session):
+    logging.info("%s: %d batches in %.1fs", self._phase, self._done,
+                 time.time() - self._start)

@@ -57,6 +57,12 @@ class NerTokenizer:
     return self._tokenizer.convert_tokens_to_ids(pieces)
 
 
+def basic_tokenizer(do_lower_case):
+  """BERT's BasicTokenizer (cleaning, CJK and punctuation splitting, case)."""
+  _ensure_bert_flags_readable()
+  return tokenization.BasicTokenizer(do_lower_case=do_lower_case)
+
+
 def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
   """Raises ValueError when --do_lower_case contradicts a known checkpoint name.
 

@@ -117,7 +117,7 @@ def build_vocab(sentences, do_lower_case, path):
   words) are split and lower-cased the way BERT's basic tokenizer does, so
   each becomes one whole piece. Order: specials, then first appearance.
   """
-  basic = tokenization.tokenization.BasicTokenizer(do_lower_case=do_lower_case)
+  basic = tokenization.basic_tokenizer(do_lower_case)
   vocab = list(schema.SPECIAL_TOKENS)
   seen = set(vocab)
   for sentence in sentences:
@@ -319,7 +319,10 @@ def predict_split(config, job, estimator, split):
       path, is_training=False, batch_size=config.predict_batch_size,
       max_seq_length=config.max_seq_length)
   outputs = []
-  for output in estimator.predict(input_fn, yield_single_examples=True):
+  hooks = [model_lib.BatchProgressHook(
+      "predict", math.ceil(count / config.predict_batch_size))]
+  for output in estimator.predict(input_fn, yield_single_examples=True,
+                                  hooks=hooks):
     outputs.append({
         schema.EXAMPLE_INDEX: output[schema.EXAMPLE_INDEX],
         schema.WORD_POSITIONS: output[schema.WORD_POSITIONS],
@@ -327,8 +330,6 @@ def predict_split(config, job, estimator, split):
         "label_id": output[schema.OUTPUT_LABEL_IDS],
         "score": output[schema.OUTPUT_SCORES],
     })
-    if len(outputs) % 2000 == 0:
-      logging.info("Predicted %d/%d windows", len(outputs), count)
   if len(outputs) != count:
     raise ValueError("Predicted %d windows but %s holds %d."
                      % (len(outputs), path, count))
@@ -371,7 +372,9 @@ def run(config):
                  job.files["dev"])
     results = estimator.evaluate(input_pipeline.input_fn_builder(
         eval_path, is_training=False, batch_size=config.eval_batch_size,
-        max_seq_length=config.max_seq_length))
+        max_seq_length=config.max_seq_length), hooks=[
+            model_lib.BatchProgressHook(
+                "eval", math.ceil(eval_windows / config.eval_batch_size))])
     results = {key: value.item() if hasattr(value, "item") else value
                for key, value in results.items()}
     results_path = os.path.join(config.output_dir,
