@@ -252,6 +252,38 @@ def entity_types_of(label_names):
   return sorted(types)
 
 
+def build_outputs(bert_config, label_names, features, is_training=False,
+                  head_dropout=0.0):
+  """BERT + head on a feature dict; the one place predictions are defined.
+
+  Used by the Estimator `model_fn` and by every exported signature, so
+  training-time prediction and serving cannot drift apart.
+
+  Args:
+    bert_config: `modeling.BertConfig`.
+    label_names: list of str, index = label id.
+    features: dict with int32 [B, T] `input_ids`, `input_mask`, `segment_ids`.
+    is_training: enables dropout.
+    head_dropout: dropout before the head when training.
+
+  Returns:
+    (logits float32 [B, T, L],
+     {tags: string [B, T], label_ids: int32 [B, T], scores: float32 [B, T]}).
+  """
+  logits = create_model(
+      bert_config, is_training, features[schema.INPUT_IDS],
+      features[schema.INPUT_MASK], features[schema.SEGMENT_IDS],
+      len(label_names), head_dropout)
+  probabilities = tf.nn.softmax(logits, axis=-1)                  # [B, T, L]
+  pred_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)     # [B, T]
+  outputs = {
+      schema.OUTPUT_TAGS: tf.gather(tf.constant(list(label_names)), pred_ids),
+      schema.OUTPUT_LABEL_IDS: pred_ids,
+      schema.OUTPUT_SCORES: tf.reduce_max(probabilities, axis=-1),
+  }
+  return logits, outputs
+
+
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
                      head_dropout=0.1):
@@ -270,24 +302,16 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     is_training = mode == tf.estimator.ModeKeys.TRAIN
-    input_ids = features[schema.INPUT_IDS]
-    logits = create_model(
-        bert_config, is_training, input_ids, features[schema.INPUT_MASK],
-        features[schema.SEGMENT_IDS], len(label_names), head_dropout)
+    logits, outputs = build_outputs(bert_config, label_names, features,
+                                    is_training, head_dropout)
     trainable = restore_and_select_trainable(init_checkpoint, freeze_bert)
-
-    probabilities = tf.nn.softmax(logits, axis=-1)      # float32 [B, T, L]
-    pred_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, T]
-    scores = tf.reduce_max(probabilities, axis=-1)       # float32 [B, T]
-    tags = tf.gather(tf.constant(label_names), pred_ids)  # string [B, T]
+    pred_ids = outputs[schema.OUTPUT_LABEL_IDS]
 
     if mode == tf.estimator.ModeKeys.PREDICT:
-      predictions = {schema.OUTPUT_TAGS: tags,
-                     schema.OUTPUT_LABEL_IDS: pred_ids,
-                     schema.OUTPUT_SCORES: scores}
+      predictions = dict(outputs)
       export_outputs = {
           schema.SERVING_DEFAULT_SIGNATURE:
-              tf.estimator.export.PredictOutput(dict(predictions))}
+              tf.estimator.export.PredictOutput(dict(outputs))}
       # Window bookkeeping rides along for merging (absent when serving).
       for key in (schema.EXAMPLE_INDEX, schema.WORD_POSITIONS,
                   schema.SCORE_MASK):
