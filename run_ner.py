@@ -107,6 +107,13 @@ def define_flags():
                     "Train only the variables not restored from "
                     "--init_checkpoint (the task head); --nofreeze_bert "
                     "fine-tunes everything.")
+  flags.DEFINE_bool("bucketing", defaults.bucketing,
+                    "Batch windows of similar length and pad each batch to "
+                    "its longest window (fast); --nobucketing pads every "
+                    "batch to --max_seq_length as google-research/bert does.")
+  flags.DEFINE_list("bucket_boundaries", None,
+                    "Comma-separated ascending window lengths separating the "
+                    "length buckets; default: derived from the data.")
   flags.DEFINE_float("head_dropout", defaults.head_dropout,
                      "Dropout before the task head, in [0, 1).")
   flags.DEFINE_string("export_dir", None,
@@ -162,6 +169,16 @@ def validate_flags_or_throw():
                      % FLAGS.num_train_steps)
   if FLAGS.learning_rate <= 0 or FLAGS.num_train_epochs <= 0:
     raise ValueError("--learning_rate and --num_train_epochs must be > 0.")
+  if FLAGS.bucket_boundaries:
+    try:
+      boundaries = [int(value) for value in FLAGS.bucket_boundaries]
+    except ValueError:
+      raise ValueError("--bucket_boundaries=%s must be comma-separated "
+                       "integers, e.g. 16,32,64."
+                       % ",".join(FLAGS.bucket_boundaries)) from None
+    if boundaries != sorted(set(boundaries)) or boundaries[0] < 1:
+      raise ValueError("--bucket_boundaries=%s must be strictly ascending "
+                       "positive integers." % ",".join(FLAGS.bucket_boundaries))
   for name in ("warmup_proportion", "head_dropout"):
     if not 0 <= FLAGS[name].value < 1:
       raise ValueError("--%s=%s must be in [0, 1)." % (name, FLAGS[name].value))
@@ -171,6 +188,8 @@ def config_from_flags():
   """NerConfig from the parsed flags (embedded-default settings applied)."""
   values = {field.name: FLAGS[field.name].value
             for field in dataclasses.fields(train_lib.NerConfig)}
+  if values["bucket_boundaries"]:
+    values["bucket_boundaries"] = [int(v) for v in values["bucket_boundaries"]]
   config = train_lib.NerConfig(**values)
   if train_lib.uses_embedded_default(config):
     for name, value in train_lib.EMBEDDED_DEFAULT_SETTINGS.items():

@@ -137,3 +137,14 @@ def test_features_module_does_not_import_tensorflow():
   code = ("import sys, trainer.features, trainer.predictions; "
           "sys.exit('tensorflow' in sys.modules)")
   assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("histogram, buckets, expected", [
+    ({5: 50, 12: 30, 40: 20}, 3, [9, 17]),
+    ({5: 50, 12: 30, 40: 20}, 8, [9, 17]),
+    ({n: 1 for n in range(3, 67)}, 4, [25, 41, 57]),
+    ({7: 3}, 4, []),
+    ({}, 4, []),
+])
+def test_derive_bucket_boundaries(histogram, buckets, expected):
+  assert features.derive_bucket_boundaries(histogram, buckets) == expected

@@ -65,3 +65,20 @@ def test_to_tf_example_round_trip():
   assert {k: v.numpy().tolist() for k, v in parsed.items()} == {
       k: list(v) if isinstance(v, tuple) else v
       for k, v in window.as_dict().items()}
+
+
+def test_bucketing_groups_windows_by_length(tmp_path):
+  short = features.WindowFeatures(0, 0, (2, 5, 3), (1, 1, 1), (0, 0, 0),
+                                  (-1, 1, -1), (-1, 0, -1), (0, 1, 0))
+  long = features.WindowFeatures(1, 0, (2, 5, 5, 5, 5, 5, 5, 3), (1,) * 8,
+                                 (0,) * 8, (-1,) * 8, (-1,) * 8, (0,) * 8)
+  path = str(tmp_path / "f.tfrecord")
+  input_pipeline.write_features([short, long, short, long], path)
+  assert input_pipeline.read_feature_meta(path)["length_histogram"] == {
+      3: 2, 8: 2}
+  dataset = input_pipeline.input_fn_builder(
+      path, is_training=False, batch_size=2, max_seq_length=16,
+      bucket_boundaries=[5])({})
+  shapes = sorted(b[schema.INPUT_IDS].shape for b in
+                  dataset.as_numpy_iterator())
+  assert shapes == [(2, 3), (2, 8)]  # no batch mixes the two lengths

@@ -249,3 +249,24 @@ def test_unknown_dev_label_names_file_and_flag(workspace):
   config = _config(workspace, do_train=True, do_eval=True, num_train_steps=1)
   with pytest.raises(ValueError, match=r"dev\.txt:\d+.*'B-GPE'.*--labels_file"):
     train_lib.run(config)
+
+
+def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
+  config = _config(workspace, do_train=True, num_train_steps=3,
+                   bucket_boundaries=[7, 9])
+  train_lib.run(config)
+  results = {}
+  for bucketing in (True, False):
+    config.do_train, config.do_predict, config.do_eval = False, True, True
+    config.bucketing = bucketing
+    summary = train_lib.run(config)
+    with open(summary["predict"]["jsonl"], encoding="utf-8") as reader:
+      results[bucketing] = ([json.loads(line) for line in reader],
+                            summary["eval"])
+  (bucketed, bucketed_eval), (fixed, fixed_eval) = results[True], results[False]
+  assert [r["tags"] for r in bucketed] == [r["tags"] for r in fixed]
+  for a, b in zip(bucketed, fixed):
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+  assert bucketed_eval["entity_f1"] == fixed_eval["entity_f1"]
+  np.testing.assert_allclose(bucketed_eval["token_loss"],
+                             fixed_eval["token_loss"], rtol=1e-5)

@@ -258,3 +258,38 @@ def merge_window_outputs(window_outputs, num_words_per_example):
         raise ValueError("Sentence %d: word %d got no %s."
                          % (example, values.index(None), key))
   return merged
+
+
+def derive_bucket_boundaries(length_histogram, num_buckets=8, multiple=8):
+  """Length-bucket boundaries holding about equal numbers of windows.
+
+  Args:
+    length_histogram: {window length: count}.
+    num_buckets: wanted number of buckets (fewer when lengths are few).
+    multiple: round each bucket's upper length up to a multiple of this, so
+      batch shapes repeat and kernels are reused.
+
+  Returns:
+    Ascending boundaries for `tf.data`'s `bucket_by_sequence_length`: a
+    window of length n goes to the first bucket whose boundary is > n.
+
+  Example: lengths 5 x 50, 12 x 30, 40 x 20 with 3 buckets
+    -> quantile lengths 5, 12, 40 -> rounded 8, 16, 40 -> [9, 17].
+  """
+  total = sum(length_histogram.values())
+  if not total:
+    return []
+  lengths = sorted(length_histogram)
+  cumulative, running = [], 0
+  for length in lengths:
+    running += length_histogram[length]
+    cumulative.append(running)
+  uppers = []
+  for bucket in range(1, num_buckets + 1):
+    target = total * bucket / num_buckets
+    length = next(l for l, c in zip(lengths, cumulative) if c >= target)
+    rounded = -(-length // multiple) * multiple
+    if not uppers or rounded > uppers[-1]:
+      uppers.append(rounded)
+  # The last bucket is open-ended; boundaries are exclusive upper limits.
+  return [upper + 1 for upper in uppers[:-1]]

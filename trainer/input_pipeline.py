@@ -13,6 +13,7 @@ Batch produced by the input function (all int32)::
     example_index, window_index              [batch]
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -68,27 +69,44 @@ def to_tf_example(window):
 def write_features(windows, path):
   """Writes windows to a TFRecord file atomically; returns the count.
 
-  A `.json` sidecar records the number of windows, so reruns know the size
-  of a cached file without reading it.
+  A `.json` sidecar records the number of windows and a histogram of window
+  lengths, so reruns know the size of a cached file and can derive length
+  buckets without reading it.
   """
   tmp_path = path + ".tmp"
   count = 0
+  histogram = collections.Counter()
   with tf.io.TFRecordWriter(tmp_path) as writer:
     for window in windows:
       writer.write(to_tf_example(window).SerializeToString())
+      histogram[len(window.input_ids)] += 1
       count += 1
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
   with tf.io.gfile.GFile(path + ".json", "w") as meta:
-    json.dump({"num_windows": count}, meta)
+    json.dump({"num_windows": count,
+               "length_histogram": {str(k): v for k, v in
+                                    sorted(histogram.items())}}, meta)
   return count
+
+
+def read_feature_meta(path):
+  """The sidecar dict of a cached file, or None when the cache is absent.
+
+  Keys: "num_windows" (int) and "length_histogram" ({length: count}, int keys).
+  """
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(path + ".json")):
+    return None
+  with tf.io.gfile.GFile(path + ".json") as meta:
+    data = json.load(meta)
+  data["length_histogram"] = {int(k): v for k, v in
+                              data.get("length_histogram", {}).items()}
+  return data
 
 
 def read_feature_count(path):
   """Number of windows in a cached file, or None when the cache is absent."""
-  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(path + ".json")):
-    return None
-  with tf.io.gfile.GFile(path + ".json") as meta:
-    return json.load(meta)["num_windows"]
+  meta = read_feature_meta(path)
+  return None if meta is None else meta["num_windows"]
 
 
 def parse_spec():
@@ -107,7 +125,8 @@ def parse_example(serialized):
 
 
 def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
-                     fixed_length=False, seed=None, shuffle_buffer=10000):
+                     fixed_length=False, bucket_boundaries=None, seed=None,
+                     shuffle_buffer=10000):
   """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
 
   Args:
@@ -117,7 +136,13 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
       takes precedence).
     max_seq_length: int, longest window; with `fixed_length` every batch is
       padded to it (the google-research/bert layout, needed on TPU).
-    fixed_length: pad to `max_seq_length` instead of the batch's longest.
+    fixed_length: pad to `max_seq_length` instead of the batch's longest
+      (the google-research/bert layout; TPUs need it).
+    bucket_boundaries: optional ascending ints: windows are grouped into
+      length buckets [0, b0), [b0, b1), ... before batching, so a batch holds
+      windows of similar length and little padding (ignored with
+      `fixed_length`). Training shuffles windows before bucketing, so batches
+      of all buckets come out in random order.
     seed: shuffle seed (None: random).
     shuffle_buffer: windows held for shuffling.
   """
@@ -138,9 +163,16 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
                       for key, value in schema.PADDING_VALUES.items()}
     padding_values.update({key: tf.constant(0, tf.int32)
                            for key in schema.SCALAR_FEATURE_KEYS})
-    dataset = dataset.padded_batch(size, padded_shapes=padded_shapes,
-                                   padding_values=padding_values,
-                                   drop_remainder=is_training and fixed_length)
+    if bucket_boundaries and not fixed_length:
+      dataset = dataset.bucket_by_sequence_length(
+          element_length_func=lambda f: tf.shape(f[schema.INPUT_IDS])[0],
+          bucket_boundaries=list(bucket_boundaries),
+          bucket_batch_sizes=[size] * (len(bucket_boundaries) + 1),
+          padded_shapes=padded_shapes, padding_values=padding_values)
+    else:
+      dataset = dataset.padded_batch(
+          size, padded_shapes=padded_shapes, padding_values=padding_values,
+          drop_remainder=is_training and fixed_length)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
   return input_fn

@@ -321,7 +321,7 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                                         export_outputs=export_outputs)
 
     label_ids = features[schema.LABEL_IDS]
-    loss, _, weights = masked_token_loss(logits, label_ids)
+    loss, per_position_loss, weights = masked_token_loss(logits, label_ids)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op, lr = create_train_op(loss, trainable, learning_rate,
@@ -336,6 +336,10 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     accumulator = EntityMetricAccumulator(label_names)
     eval_metric_ops = entity_metric_ops(accumulator, entity_types, features,
                                         pred_ids)
+    # Estimator's "loss" averages batch means, so it depends on batching;
+    # token_loss is the mean over all labelled positions.
+    eval_metric_ops["token_loss"] = tf1.metrics.mean(per_position_loss,
+                                                     weights=weights)
     eval_metric_ops["token_accuracy"] = tf1.metrics.accuracy(
         labels=tf.maximum(label_ids, 0), predictions=pred_ids, weights=scored)
     return tf.estimator.EstimatorSpec(mode, loss=loss,

@@ -75,6 +75,8 @@ class NerConfig:
   save_checkpoints_steps: int = 1000
   keep_checkpoint_max: int = 3
   freeze_bert: bool = True
+  bucketing: bool = True
+  bucket_boundaries: Optional[list] = None
   head_dropout: float = 0.1
   export_dir: Optional[str] = None
   seed: int = 42
@@ -273,6 +275,30 @@ class Job:
     return path, count
 
 
+def input_fn_for(config, path, is_training, batch_size):
+  """Input function for a cached features file, with the run's padding mode.
+
+  With bucketing (default) batches group windows of similar length (bucket
+  boundaries from --bucket_boundaries or derived from the file's length
+  histogram) and are padded to their longest window; with --nobucketing every
+  batch is padded to max_seq_length, as in google-research/bert.
+  """
+  boundaries = None
+  if config.bucketing:
+    boundaries = config.bucket_boundaries
+    if not boundaries:
+      meta = input_pipeline.read_feature_meta(path)
+      boundaries = features_lib.derive_bucket_boundaries(
+          meta["length_histogram"])
+    logging.info("Length buckets for %s: %s", os.path.basename(path),
+                 boundaries)
+  return input_pipeline.input_fn_builder(
+      path, is_training=is_training, batch_size=batch_size,
+      max_seq_length=config.max_seq_length,
+      fixed_length=not config.bucketing, bucket_boundaries=boundaries,
+      seed=config.seed if is_training else None)
+
+
 def num_steps(config, num_train_windows):
   """--num_train_steps, else epochs * windows / batch (at least 1)."""
   if config.num_train_steps:
@@ -315,9 +341,7 @@ def predict_split(config, job, estimator, split):
   """Predicts every sentence of a split; returns (sentences, tags, scores)."""
   path, count = job.features_file(split)
   sentences = job.sentences(split)
-  input_fn = input_pipeline.input_fn_builder(
-      path, is_training=False, batch_size=config.predict_batch_size,
-      max_seq_length=config.max_seq_length)
+  input_fn = input_fn_for(config, path, False, config.predict_batch_size)
   outputs = []
   hooks = [model_lib.BatchProgressHook(
       "predict", math.ceil(count / config.predict_batch_size))]
@@ -360,9 +384,7 @@ def run(config):
     logging.info("***** Training: %d windows, batch %d, %d steps *****",
                  train_windows, config.train_batch_size, steps)
     estimator.train(
-        input_pipeline.input_fn_builder(
-            train_path, is_training=True, batch_size=config.train_batch_size,
-            max_seq_length=config.max_seq_length, seed=config.seed),
+        input_fn_for(config, train_path, True, config.train_batch_size),
         max_steps=steps)
     summary["train_steps"] = steps
 
@@ -370,9 +392,8 @@ def run(config):
     eval_path, eval_windows = job.features_file("dev")
     logging.info("***** Evaluating: %d windows from %s *****", eval_windows,
                  job.files["dev"])
-    results = estimator.evaluate(input_pipeline.input_fn_builder(
-        eval_path, is_training=False, batch_size=config.eval_batch_size,
-        max_seq_length=config.max_seq_length), hooks=[
+    results = estimator.evaluate(
+        input_fn_for(config, eval_path, False, config.eval_batch_size), hooks=[
             model_lib.BatchProgressHook(
                 "eval", math.ceil(eval_windows / config.eval_batch_size))])
     results = {key: value.item() if hasattr(value, "item") else value
