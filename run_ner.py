@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from trainer import model as model_lib
 from trainer import readers
 from trainer import train_lib
 
@@ -114,8 +115,21 @@ def define_flags():
   flags.DEFINE_list("bucket_boundaries", None,
                     "Comma-separated ascending window lengths separating the "
                     "length buckets; default: derived from the data.")
+  flags.DEFINE_enum("head", defaults.head, list(model_lib.HEADS),
+                    "Task layer: softmax (dense per word-piece), crf (dense + "
+                    "linear-chain CRF over words) or bilstm_crf (BiLSTM + "
+                    "dense + CRF over words).")
   flags.DEFINE_float("head_dropout", defaults.head_dropout,
-                     "Dropout before the task head, in [0, 1).")
+                     "Dropout on BERT's output before the task head while "
+                     "training, in [0, 1).")
+  flags.DEFINE_integer("lstm_units", defaults.lstm_units,
+                       "Units per direction of each BiLSTM layer "
+                       "(--head=bilstm_crf).")
+  flags.DEFINE_integer("lstm_layers", defaults.lstm_layers,
+                       "Stacked BiLSTM layers (--head=bilstm_crf).")
+  flags.DEFINE_bool("crf_constrain_bio", defaults.crf_constrain_bio,
+                    "Forbid impossible tag transitions (O -> I-X, B-X -> I-Y, "
+                    "...) in CRF decoding.")
   flags.DEFINE_string("export_dir", None,
                       "Base directory of exported versions; default "
                       "<output_dir>/export.")
@@ -160,8 +174,11 @@ def validate_flags_or_throw():
   if not 1 <= FLAGS.doc_stride <= FLAGS.max_seq_length - 2:
     raise ValueError("--doc_stride=%d must be in [1, max_seq_length - 2 = %d]."
                      % (FLAGS.doc_stride, FLAGS.max_seq_length - 2))
+  if FLAGS.crf_constrain_bio and FLAGS.head == "softmax":
+    raise ValueError("--crf_constrain_bio needs --head=crf or bilstm_crf.")
   for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",
-               "save_checkpoints_steps", "keep_checkpoint_max"):
+               "save_checkpoints_steps", "keep_checkpoint_max", "lstm_units",
+               "lstm_layers"):
     if FLAGS[name].value < 1:
       raise ValueError("--%s=%d must be at least 1." % (name, FLAGS[name].value))
   if FLAGS.num_train_steps is not None and FLAGS.num_train_steps < 1:

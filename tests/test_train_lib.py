@@ -270,3 +270,53 @@ def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
   assert bucketed_eval["entity_f1"] == fixed_eval["entity_f1"]
   np.testing.assert_allclose(bucketed_eval["token_loss"],
                              fixed_eval["token_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["crf", "bilstm_crf"])
+def test_crf_heads_train_eval_predict(workspace, head):
+  config = _config(workspace, do_train=True, do_eval=True, do_predict=True,
+                   head=head, lstm_units=8, crf_constrain_bio=True,
+                   num_train_steps=4)
+  summary = train_lib.run(config)
+  out = config.output_dir
+  final = _variables(tf.train.latest_checkpoint(out))
+  assert final["ner_head/crf/transitions"].shape == (5, 5)
+  if head == "bilstm_crf":
+    assert any(name.startswith("ner_head/bilstm_0/") for name in final)
+  assert summary["predict"]["tokens"] == 30
+  assert "token_loss" in summary["eval"]
+  with open(summary["predict"]["jsonl"], encoding="utf-8") as reader:
+    records = [json.loads(line) for line in reader]
+  labels = ["O", "B-LOC", "B-ORG", "B-PER", "I-LOC"]
+  for record in records:
+    previous = "O"
+    for tag in record["tags"]:
+      assert tag in labels
+      # Constrained decoding: an I-X only follows B-X or I-X.
+      if tag.startswith("I-"):
+        assert previous[2:] == tag[2:] and previous != "O", record["tags"]
+      previous = tag
+    assert all(0.0 <= score <= 1.0 for score in record["scores"])
+
+
+@pytest.mark.parametrize("head", ["softmax", "bilstm_crf"])
+def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
+  from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
+  checkpoint = _write_tiny_checkpoint(workspace)
+  bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
+  labels = ["O", "B-LOC", "I-LOC"]
+  for freeze, expect_bert_gradients in ((True, False), (False, True)):
+    model_fn = model_lib.model_fn_builder(
+        bert_config, labels, checkpoint, 1e-3, 10, 1, freeze,
+        head=model_lib.HeadConfig(kind=head, lstm_units=4))
+    with tf.Graph().as_default() as graph:
+      features = {key: tf.ones([2, 5], tf.int32) for key in (
+          "input_ids", "input_mask", "segment_ids", "label_ids",
+          "word_positions", "score_mask")}
+      model_fn(features, None, tf.estimator.ModeKeys.TRAIN, {})
+      gradient_ops = [op.name for op in graph.get_operations()
+                      if op.name.startswith("gradients/")]
+    assert gradient_ops  # the head does get gradients
+    into_bert = [name for name in gradient_ops
+                 if name.startswith("gradients/bert/")]
+    assert bool(into_bert) == expect_bert_gradients, into_bert[:3]

@@ -9,12 +9,14 @@ Tensors (B = batch, T = positions in the batch, L = number of labels)::
     predictions: tags string [B, T], label_ids int32 [B, T], scores float32 [B, T]
 """
 
+import dataclasses
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer import crf as crf_lib
 from trainer import features as features_lib
 from trainer import metrics as metrics_lib
 from trainer import schema
@@ -33,36 +35,232 @@ CLIP_NORM = 1.0
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 
 
-def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,
-                 num_labels, head_dropout):
-  """Builds BERT and a dense token-classification head.
+HEADS = ("softmax", "crf", "bilstm_crf")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+  """The task layer on top of BERT.
+
+  Attributes:
+    kind: "softmax" (a dense layer per word-piece, the google-research/bert
+      recipe), "crf" (dense + linear-chain CRF over words) or "bilstm_crf"
+      (BiLSTM + dense + CRF over words).
+    dropout: dropout on BERT's sequence output (and between LSTM layers)
+      while training.
+    lstm_units: units per direction of each BiLSTM layer.
+    lstm_layers: stacked BiLSTM layers.
+    crf_constrain_bio: forbid impossible transitions (O -> I-X, B-X -> I-Y,
+      ...) in Viterbi decoding.
+    continuation_ids: ids of word-pieces that never start a word (``##``
+      pieces and specials). Used only when a request carries no
+      `word_positions` (the plain `serving_default` signature): a position
+      starts a word iff it is real and its piece is not a continuation.
+  """
+  kind: str = "softmax"
+  dropout: float = 0.1
+  lstm_units: int = 128
+  lstm_layers: int = 1
+  crf_constrain_bio: bool = False
+  continuation_ids: tuple = ()
+
+  @property
+  def uses_crf(self):
+    return self.kind in ("crf", "bilstm_crf")
+
+  def as_json(self):
+    """JSON-ready settings (continuation ids are derived from the vocab)."""
+    return {"kind": self.kind, "dropout": self.dropout,
+            "lstm_units": self.lstm_units, "lstm_layers": self.lstm_layers,
+            "crf_constrain_bio": self.crf_constrain_bio}
+
+
+def continuation_ids_from_vocab(vocab):
+  """Ids of pieces that never start a word: '##...' pieces and specials.
+
+  Example: {"[PAD]": 0, "[CLS]": 2, "john": 5, "##son": 7} -> (0, 2, 7).
+  """
+  never_start = set(schema.SPECIAL_TOKENS)
+  return tuple(sorted(index for piece, index in vocab.items()
+                      if piece.startswith("##") or piece in never_start))
+
+
+def word_start_mask(features, continuation_ids):
+  """bool [B, T]: positions holding the first word-piece of a word.
+
+  Exact from `word_positions` when present (training, eval, predict and the
+  `predict_examples` signature); otherwise derived from the piece ids.
+  """
+  if schema.WORD_POSITIONS in features:
+    return features[schema.WORD_POSITIONS] >= 0
+  input_ids = features[schema.INPUT_IDS]
+  is_continuation = np.zeros([max(continuation_ids, default=0) + 1], np.bool_)
+  is_continuation[list(continuation_ids)] = True
+  table = tf.constant(is_continuation)
+  in_table = input_ids < tf.shape(table)[0]
+  continuation = tf.logical_and(
+      in_table, tf.gather(table, tf.where(in_table, input_ids,
+                                          tf.zeros_like(input_ids))))
+  return tf.logical_and(tf.cast(features[schema.INPUT_MASK], tf.bool),
+                        tf.logical_not(continuation))
+
+
+def bert_sequence_output(bert_config, is_training, features):
+  """float32 [B, T, H] from `modeling.BertModel` on the feature dict."""
+  model = modeling.BertModel(
+      config=bert_config, is_training=is_training,
+      input_ids=features[schema.INPUT_IDS],
+      input_mask=features[schema.INPUT_MASK],
+      token_type_ids=features[schema.SEGMENT_IDS],
+      use_one_hot_embeddings=False)
+  return model.get_sequence_output()
+
+
+def _dense_logits(inputs, num_labels):
+  """[..., H] -> float32 [..., L] with the head's output layer variables."""
+  hidden_size = inputs.shape[-1]
+  kernel = tf1.get_variable(
+      "output_weights", [hidden_size, num_labels],
+      initializer=tf1.truncated_normal_initializer(stddev=0.02))
+  bias = tf1.get_variable("output_bias", [num_labels],
+                          initializer=tf1.zeros_initializer())
+  return tf.einsum("...h,hl->...l", inputs, kernel) + bias
+
+
+def _bilstm(inputs, lengths, head, is_training):
+  """Stacked BiLSTM over [B, W, H] words -> float32 [B, W, 2 * units]."""
+  outputs = inputs
+  for layer in range(head.lstm_layers):
+    with tf1.variable_scope("bilstm_%d" % layer):
+      forward = tf1.nn.rnn_cell.LSTMCell(head.lstm_units, name="forward")
+      backward = tf1.nn.rnn_cell.LSTMCell(head.lstm_units, name="backward")
+      (out_fw, out_bw), _ = tf1.nn.bidirectional_dynamic_rnn(
+          forward, backward, outputs, sequence_length=lengths,
+          dtype=tf.float32)
+      outputs = tf.concat([out_fw, out_bw], axis=-1)
+      if is_training and head.dropout and layer + 1 < head.lstm_layers:
+        outputs = tf.nn.dropout(outputs, rate=head.dropout)
+  return outputs
+
+
+class _Head:
+  """Built head: predictions plus a loss function of the gold label ids."""
+
+  def __init__(self, outputs, loss_fn):
+    self.outputs = outputs    # {tags, label_ids, scores}: [B, T] each
+    self.loss_fn = loss_fn    # label_ids [B, T] -> (loss, values, weights)
+
+
+def _softmax_head(sequence_output, label_names):
+  logits = _dense_logits(sequence_output, len(label_names))   # [B, T, L]
+  probabilities = tf.nn.softmax(logits, axis=-1)
+  pred_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+  def loss_fn(label_ids):
+    loss, per_position, weights = masked_token_loss(logits, label_ids)
+    return loss, per_position, weights
+
+  return _Head({schema.OUTPUT_LABEL_IDS: pred_ids,
+                schema.OUTPUT_SCORES: tf.reduce_max(probabilities, -1)},
+               loss_fn)
+
+
+def _crf_head(sequence_output, starts, label_names, head, is_training):
+  """Dense (+ BiLSTM) and a CRF over the first piece of each word."""
+  num_labels = len(label_names)
+  max_time = tf.shape(sequence_output)[1]
+  words, lengths, indices = crf_lib.gather_word_positions(sequence_output,
+                                                          starts)
+  if head.kind == "bilstm_crf":
+    words = _bilstm(words, lengths, head, is_training)
+    if is_training and head.dropout:
+      words = tf.nn.dropout(words, rate=head.dropout)
+  potentials = _dense_logits(words, num_labels)                  # [B, W, L]
+  with tf1.variable_scope("crf"):
+    transitions = tf1.get_variable(
+        "transitions", [num_labels, num_labels],
+        initializer=tf1.zeros_initializer())
+    start = tf1.get_variable("start_transitions", [num_labels],
+                             initializer=tf1.zeros_initializer())
+    end = tf1.get_variable("end_transitions", [num_labels],
+                           initializer=tf1.zeros_initializer())
+  allowed = allowed_start = allowed_end = None
+  if head.crf_constrain_bio:
+    allowed, allowed_start = crf_lib.bio_allowed_transitions(label_names)
+    allowed_end = crf_lib.bio_allowed_end(label_names)
+  word_tags, _ = crf_lib.crf_viterbi_decode(
+      potentials, lengths, transitions, start, end,
+      allowed_transitions=allowed, allowed_start=allowed_start,
+      allowed_end=allowed_end)                                   # [B, W]
+  marginals = crf_lib.crf_marginals(potentials, lengths, transitions, start,
+                                    end)                         # [B, W, L]
+  word_scores = tf.reduce_sum(
+      marginals * tf.one_hot(word_tags, num_labels), axis=-1)    # [B, W]
+  pred_ids = crf_lib.scatter_to_positions(word_tags, indices, max_time, 0)
+  scores = crf_lib.scatter_to_positions(word_scores, indices, max_time, 0.0)
+
+  def loss_fn(label_ids):
+    gold, _, _ = crf_lib.gather_word_positions(label_ids, starts)
+    log_likelihood = crf_lib.crf_log_likelihood(
+        potentials, gold, lengths, transitions, start, end)     # [B]
+    words_per_row = tf.cast(lengths, tf.float32)
+    loss = -tf.reduce_sum(log_likelihood) / tf.maximum(
+        tf.reduce_sum(words_per_row), 1.0)
+    # Per-row negative log-likelihood per word, weighted by words, so the
+    # eval mean is the corpus NLL per word whatever the batching.
+    return (loss, -log_likelihood / tf.maximum(words_per_row, 1.0),
+            words_per_row)
+
+  return _Head({schema.OUTPUT_LABEL_IDS: pred_ids,
+                schema.OUTPUT_SCORES: scores}, loss_fn)
+
+
+def build_head(bert_config, label_names, features, is_training=False,
+               head=None):
+  """BERT + task head on a feature dict: the one definition of predictions.
+
+  Used by the Estimator `model_fn` and by every exported signature, so
+  training-time prediction and serving cannot drift apart.
 
   Args:
     bert_config: `modeling.BertConfig`.
-    is_training: bool, enables dropout.
-    input_ids, input_mask, segment_ids: int32 [B, T].
-    num_labels: int L.
-    head_dropout: float, dropout on the sequence output before the head.
+    label_names: list of str, index = label id.
+    features: dict with int32 [B, T] `input_ids`, `input_mask`,
+      `segment_ids`, and optionally `word_positions`.
+    is_training: enables dropout.
+    head: `HeadConfig` (default: softmax).
 
   Returns:
-    logits: float32 [B, T, L].
+    `_Head` with `outputs` {tags: string [B, T], label_ids: int32 [B, T],
+    scores: float32 [B, T]} and `loss_fn(label_ids) -> (loss [], values,
+    weights)` (the last two for the batching-invariant `token_loss` metric).
+    With a CRF head only first word-piece positions carry a predicted tag;
+    other positions get label id 0 and score 0.
   """
-  model = modeling.BertModel(
-      config=bert_config, is_training=is_training, input_ids=input_ids,
-      input_mask=input_mask, token_type_ids=segment_ids,
-      use_one_hot_embeddings=False)
-  sequence_output = model.get_sequence_output()  # float32 [B, T, H]
-  if is_training and head_dropout:
-    sequence_output = tf.nn.dropout(sequence_output, rate=head_dropout)
-  hidden_size = bert_config.hidden_size
+  head = head or HeadConfig()
+  if head.kind not in HEADS:
+    raise ValueError("Unknown head %r; allowed: %s." % (head.kind,
+                                                        ", ".join(HEADS)))
+  sequence_output = bert_sequence_output(bert_config, is_training, features)
+  if is_training and head.dropout:
+    sequence_output = tf.nn.dropout(sequence_output, rate=head.dropout)
   with tf1.variable_scope(HEAD_SCOPE):
-    kernel = tf1.get_variable(
-        "output_weights", [hidden_size, num_labels],
-        initializer=tf1.truncated_normal_initializer(stddev=0.02))
-    bias = tf1.get_variable("output_bias", [num_labels],
-                            initializer=tf1.zeros_initializer())
-    logits = tf.einsum("bth,hl->btl", sequence_output, kernel) + bias
-  return logits
+    if head.uses_crf:
+      built = _crf_head(sequence_output,
+                        word_start_mask(features, head.continuation_ids),
+                        label_names, head, is_training)
+    else:
+      built = _softmax_head(sequence_output, label_names)
+  built.outputs[schema.OUTPUT_TAGS] = tf.gather(
+      tf.constant(list(label_names)), built.outputs[schema.OUTPUT_LABEL_IDS])
+  return built
+
+
+def build_outputs(bert_config, label_names, features, is_training=False,
+                  head=None):
+  """Predictions only: {tags, label_ids, scores}, see `build_head`."""
+  return build_head(bert_config, label_names, features, is_training,
+                    head).outputs
 
 
 def masked_token_loss(logits, label_ids):
@@ -252,41 +450,9 @@ def entity_types_of(label_names):
   return sorted(types)
 
 
-def build_outputs(bert_config, label_names, features, is_training=False,
-                  head_dropout=0.0):
-  """BERT + head on a feature dict; the one place predictions are defined.
-
-  Used by the Estimator `model_fn` and by every exported signature, so
-  training-time prediction and serving cannot drift apart.
-
-  Args:
-    bert_config: `modeling.BertConfig`.
-    label_names: list of str, index = label id.
-    features: dict with int32 [B, T] `input_ids`, `input_mask`, `segment_ids`.
-    is_training: enables dropout.
-    head_dropout: dropout before the head when training.
-
-  Returns:
-    (logits float32 [B, T, L],
-     {tags: string [B, T], label_ids: int32 [B, T], scores: float32 [B, T]}).
-  """
-  logits = create_model(
-      bert_config, is_training, features[schema.INPUT_IDS],
-      features[schema.INPUT_MASK], features[schema.SEGMENT_IDS],
-      len(label_names), head_dropout)
-  probabilities = tf.nn.softmax(logits, axis=-1)                  # [B, T, L]
-  pred_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)     # [B, T]
-  outputs = {
-      schema.OUTPUT_TAGS: tf.gather(tf.constant(list(label_names)), pred_ids),
-      schema.OUTPUT_LABEL_IDS: pred_ids,
-      schema.OUTPUT_SCORES: tf.reduce_max(probabilities, axis=-1),
-  }
-  return logits, outputs
-
-
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
-                     head_dropout=0.1):
+                     head=None):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -295,15 +461,15 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     init_checkpoint: BERT checkpoint prefix or None.
     learning_rate, num_train_steps, num_warmup_steps: see `create_train_op`.
     freeze_bert: train only the variables not restored from the checkpoint.
-    head_dropout: dropout before the head during training.
+    head: `HeadConfig` (default softmax).
   """
   label_names = list(label_names)
   entity_types = entity_types_of(label_names)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     is_training = mode == tf.estimator.ModeKeys.TRAIN
-    logits, outputs = build_outputs(bert_config, label_names, features,
-                                    is_training, head_dropout)
+    built = build_head(bert_config, label_names, features, is_training, head)
+    outputs = built.outputs
     trainable = restore_and_select_trainable(init_checkpoint, freeze_bert)
     pred_ids = outputs[schema.OUTPUT_LABEL_IDS]
 
@@ -321,7 +487,7 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                                         export_outputs=export_outputs)
 
     label_ids = features[schema.LABEL_IDS]
-    loss, per_position_loss, weights = masked_token_loss(logits, label_ids)
+    loss, loss_values, loss_weights = built.loss_fn(label_ids)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op, lr = create_train_op(loss, trainable, learning_rate,
@@ -332,14 +498,15 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
       return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
                                         training_hooks=hooks)
 
-    scored = tf.cast(features[schema.SCORE_MASK], tf.float32) * weights
+    scored = tf.cast(tf.logical_and(features[schema.SCORE_MASK] > 0,
+                                    label_ids >= 0), tf.float32)
     accumulator = EntityMetricAccumulator(label_names)
     eval_metric_ops = entity_metric_ops(accumulator, entity_types, features,
                                         pred_ids)
     # Estimator's "loss" averages batch means, so it depends on batching;
     # token_loss is the mean over all labelled positions.
-    eval_metric_ops["token_loss"] = tf1.metrics.mean(per_position_loss,
-                                                     weights=weights)
+    eval_metric_ops["token_loss"] = tf1.metrics.mean(loss_values,
+                                                     weights=loss_weights)
     eval_metric_ops["token_accuracy"] = tf1.metrics.accuracy(
         labels=tf.maximum(label_ids, 0), predictions=pred_ids, weights=scored)
     return tf.estimator.EstimatorSpec(mode, loss=loss,

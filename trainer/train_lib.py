@@ -77,7 +77,11 @@ class NerConfig:
   freeze_bert: bool = True
   bucketing: bool = True
   bucket_boundaries: Optional[list] = None
+  head: str = "softmax"
   head_dropout: float = 0.1
+  lstm_units: int = 128
+  lstm_layers: int = 1
+  crf_constrain_bio: bool = False
   export_dir: Optional[str] = None
   seed: int = 42
   do_train: bool = False
@@ -307,6 +311,15 @@ def num_steps(config, num_train_windows):
                               / config.train_batch_size)))
 
 
+def head_config(config, vocab):
+  """`model.HeadConfig` of a run (vocab: piece -> id of the run's vocab)."""
+  return model_lib.HeadConfig(
+      kind=config.head, dropout=config.head_dropout,
+      lstm_units=config.lstm_units, lstm_layers=config.lstm_layers,
+      crf_constrain_bio=config.crf_constrain_bio,
+      continuation_ids=model_lib.continuation_ids_from_vocab(vocab))
+
+
 def make_estimator(config, job, num_train_steps):
   """An Estimator over `model.model_fn_builder` checkpointing to output_dir."""
   bert_config = modeling.BertConfig.from_json_file(job.bert_config_file)
@@ -318,7 +331,7 @@ def make_estimator(config, job, num_train_steps):
       num_train_steps=num_train_steps,
       num_warmup_steps=int(num_train_steps * config.warmup_proportion),
       freeze_bert=config.freeze_bert,
-      head_dropout=config.head_dropout)
+      head=head_config(config, job.tokenizer.vocab))
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
       tf_random_seed=config.seed,
@@ -439,13 +452,15 @@ def run(config):
         "max_seq_length": config.max_seq_length,
         "doc_stride": config.doc_stride,
         "do_lower_case": config.do_lower_case,
+        "head": head_config(config, job.tokenizer.vocab).as_json(),
         "signatures": [schema.SERVING_DEFAULT_SIGNATURE],
         "inputs": list(schema.MODEL_INPUT_KEYS),
         "outputs": [schema.OUTPUT_TAGS, schema.OUTPUT_LABEL_IDS,
                     schema.OUTPUT_SCORES],
     }
     summary["export"] = export_lib.export_model(
-        estimator, export_dir, job.vocab_file, job.labels_file, ner_config)
+        export_dir, estimator.latest_checkpoint(), job.bert_config_file,
+        job.vocab_file, job.labels_file, ner_config)
   return summary
 
 
