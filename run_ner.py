@@ -115,6 +115,12 @@ def define_flags():
   flags.DEFINE_list("bucket_boundaries", None,
                     "Comma-separated ascending window lengths separating the "
                     "length buckets; default: derived from the data.")
+  flags.DEFINE_bool("use_xla", defaults.use_xla,
+                    "Compile the graph with XLA (auto-clustering); best on "
+                    "GPU.")
+  flags.DEFINE_bool("use_amp", defaults.use_amp,
+                    "Mixed precision on GPU: float16 matrix math with dynamic "
+                    "loss scaling; softmax and CRF stay float32.")
   flags.DEFINE_enum("head", defaults.head, list(model_lib.HEADS),
                     "Task layer: softmax (dense per word-piece), crf (dense + "
                     "linear-chain CRF over words) or bilstm_crf (BiLSTM + "

@@ -320,3 +320,17 @@ def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
     into_bert = [name for name in gradient_ops
                  if name.startswith("gradients/bert/")]
     assert bool(into_bert) == expect_bert_gradients, into_bert[:3]
+
+
+def test_amp_and_xla_flags_build_and_train_on_cpu(workspace):
+  config = _config(workspace, do_train=True, use_amp=True, use_xla=True,
+                   num_train_steps=3)
+  train_lib.run(config)
+  final = _variables(tf.train.latest_checkpoint(config.output_dir))
+  # Finite gradients on every step: the scale has not been halved.
+  assert final["loss_scale"] == 2.0 ** 15
+  assert final["loss_scale_good_steps"] == 3
+  assert final["global_step"] == 3
+  proto = train_lib.session_config(config)
+  assert proto.graph_options.rewrite_options.auto_mixed_precision == 1
+  assert proto.graph_options.optimizer_options.global_jit_level == 1

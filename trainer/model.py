@@ -20,8 +20,8 @@ from trainer import crf as crf_lib
 from trainer import features as features_lib
 from trainer import metrics as metrics_lib
 from trainer import schema
+from trainer import optimization
 from trainer.tf_compat import modeling
-from trainer.tf_compat import optimization
 
 tf1 = tf.compat.v1
 
@@ -283,13 +283,15 @@ def masked_token_loss(logits, label_ids):
 
 
 def create_train_op(loss, variables, init_lr, num_train_steps,
-                    num_warmup_steps):
+                    num_warmup_steps, use_amp=False):
   """AdamW with linear warmup and decay, over exactly `variables`.
 
-  The same schedule, optimizer and clipping as `bert.optimization.
+  The same schedule, update and clipping as `bert.optimization.
   create_optimizer`, which however differentiates every trainable variable;
   here gradients are taken only for `variables`, so a frozen encoder costs no
-  backward pass and gets no optimizer slots.
+  backward pass and gets no optimizer slots. The optimizer is
+  `trainer.optimization.AdamWeightDecayOptimizer` (bert's update, through the
+  base class, so distribution strategies aggregate gradients).
 
   Args:
     loss: float32 [] scalar.
@@ -297,6 +299,8 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     init_lr: float, peak learning rate.
     num_train_steps: int, steps to decay to 0 over.
     num_warmup_steps: int, steps of linear warmup from 0.
+    use_amp: dynamic loss scaling for float16 (steps with non-finite
+      gradients are skipped and the scale halved).
 
   Returns:
     (train_op, learning_rate tensor).
@@ -315,13 +319,34 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
       learning_rate=learning_rate, weight_decay_rate=WEIGHT_DECAY_RATE,
       beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
       exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
-  grads = tf.gradients(loss, variables)
+  if use_amp:
+    loss_scale = optimization.DynamicLossScale()
+    grads = tf.gradients(loss * loss_scale.scale, variables)
+    grads = [None if g is None else _scale_gradient(g, 1.0 / loss_scale.scale)
+             for g in grads]
+    finite = optimization.all_finite(grads)
+  else:
+    grads = tf.gradients(loss, variables)
   grads, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
-  apply_op = optimizer.apply_gradients(zip(grads, variables))
-  # AdamWeightDecayOptimizer does not increment the global step itself.
+  pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+  if use_amp:
+    apply_op = tf.cond(finite, lambda: optimizer.apply_gradients(pairs),
+                       tf.no_op)
+    apply_op = tf.group(apply_op, loss_scale.update(finite))
+    tf1.summary.scalar("loss_scale", loss_scale.scale)
+  else:
+    apply_op = optimizer.apply_gradients(pairs)
+  # The global step advances on skipped steps too, keeping the schedule.
   with tf.control_dependencies([apply_op]):
     train_op = global_step.assign_add(1)
   return train_op, learning_rate
+
+
+def _scale_gradient(grad, factor):
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.IndexedSlices(grad.values * factor, grad.indices,
+                            grad.dense_shape)
+  return grad * factor
 
 
 def restore_and_select_trainable(init_checkpoint, freeze_bert):
@@ -452,7 +477,7 @@ def entity_types_of(label_names):
 
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
-                     head=None):
+                     head=None, use_amp=False):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -462,6 +487,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     learning_rate, num_train_steps, num_warmup_steps: see `create_train_op`.
     freeze_bert: train only the variables not restored from the checkpoint.
     head: `HeadConfig` (default softmax).
+    use_amp: dynamic loss scaling for float16 training (see
+      `create_train_op`; the float16 graph rewrite is a session option).
   """
   label_names = list(label_names)
   entity_types = entity_types_of(label_names)
@@ -491,7 +518,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op, lr = create_train_op(loss, trainable, learning_rate,
-                                     num_train_steps, num_warmup_steps)
+                                     num_train_steps, num_warmup_steps,
+                                     use_amp=use_amp)
       tf1.summary.scalar("learning_rate", lr)
       hooks = [ProgressHook(loss, num_train_steps,
                             (params or {}).get("train_batch_size", 0))]

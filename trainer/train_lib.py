@@ -26,6 +26,10 @@ from trainer import tokenization
 from trainer.sample_data import sample_data_dir
 from trainer.tf_compat import modeling
 
+from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-bad-import-order
+
+tf1 = tf.compat.v1
+
 # The embedded default: a tiny BERT trained from scratch on the sample data.
 TINY_BERT_CONFIG = {
     "hidden_size": 128,
@@ -76,6 +80,8 @@ class NerConfig:
   keep_checkpoint_max: int = 3
   freeze_bert: bool = True
   bucketing: bool = True
+  use_xla: bool = False
+  use_amp: bool = False
   bucket_boundaries: Optional[list] = None
   head: str = "softmax"
   head_dropout: float = 0.1
@@ -320,6 +326,21 @@ def head_config(config, vocab):
       continuation_ids=model_lib.continuation_ids_from_vocab(vocab))
 
 
+def session_config(config):
+  """ConfigProto with XLA auto-clustering and/or float16 graph rewrite."""
+  proto = tf1.ConfigProto(allow_soft_placement=True)
+  if config.use_xla:
+    proto.graph_options.optimizer_options.global_jit_level = (
+        tf1.OptimizerOptions.ON_1)
+  if config.use_amp:
+    # Grappler's auto mixed precision: MatMul/BatchMatMul in float16 on GPU,
+    # numerically sensitive ops (Softmax, Exp, Log, reductions: the softmax
+    # loss and the CRF) stay float32. It does nothing on CPU.
+    proto.graph_options.rewrite_options.auto_mixed_precision = (
+        rewriter_config_pb2.RewriterConfig.ON)
+  return proto
+
+
 def make_estimator(config, job, num_train_steps):
   """An Estimator over `model.model_fn_builder` checkpointing to output_dir."""
   bert_config = modeling.BertConfig.from_json_file(job.bert_config_file)
@@ -331,9 +352,11 @@ def make_estimator(config, job, num_train_steps):
       num_train_steps=num_train_steps,
       num_warmup_steps=int(num_train_steps * config.warmup_proportion),
       freeze_bert=config.freeze_bert,
-      head=head_config(config, job.tokenizer.vocab))
+      head=head_config(config, job.tokenizer.vocab),
+      use_amp=config.use_amp)
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
+      session_config=session_config(config),
       tf_random_seed=config.seed,
       save_checkpoints_steps=config.save_checkpoints_steps,
       keep_checkpoint_max=config.keep_checkpoint_max,
