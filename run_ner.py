@@ -102,6 +102,11 @@ def define_flags():
                      "Fraction of steps with linear warmup, in [0, 1).")
   flags.DEFINE_integer("save_checkpoints_steps", defaults.save_checkpoints_steps,
                        "Steps between checkpoints.")
+  flags.DEFINE_integer("eval_every_steps", 0,
+                       "With --do_train --do_eval: also evaluate every this "
+                       "many steps (0: only at the end). With --do_export the "
+                       "best checkpoint by dev entity F1 is exported to "
+                       "<output_dir>/export_best/<version>.")
   flags.DEFINE_integer("keep_checkpoint_max", defaults.keep_checkpoint_max,
                        "Checkpoints kept.")
   flags.DEFINE_bool("freeze_bert", defaults.freeze_bert,
@@ -115,6 +120,10 @@ def define_flags():
   flags.DEFINE_list("bucket_boundaries", None,
                     "Comma-separated ascending window lengths separating the "
                     "length buckets; default: derived from the data.")
+  flags.DEFINE_bool("cache", defaults.cache,
+                    "Keep parsed training windows in memory after the first "
+                    "epoch (about 1 KB per window); --nocache re-reads the "
+                    "feature file every epoch.")
   flags.DEFINE_bool("use_xla", defaults.use_xla,
                     "Compile the graph with XLA (auto-clustering); best on "
                     "GPU.")
@@ -180,6 +189,9 @@ def validate_flags_or_throw():
   if not 1 <= FLAGS.doc_stride <= FLAGS.max_seq_length - 2:
     raise ValueError("--doc_stride=%d must be in [1, max_seq_length - 2 = %d]."
                      % (FLAGS.doc_stride, FLAGS.max_seq_length - 2))
+  if FLAGS.eval_every_steps < 0:
+    raise ValueError("--eval_every_steps=%d must be >= 0."
+                     % FLAGS.eval_every_steps)
   if FLAGS.crf_constrain_bio and FLAGS.head == "softmax":
     raise ValueError("--crf_constrain_bio needs --head=crf or bilstm_crf.")
   for name in ("train_batch_size", "eval_batch_size", "predict_batch_size",

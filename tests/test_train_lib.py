@@ -334,3 +334,20 @@ def test_amp_and_xla_flags_build_and_train_on_cpu(workspace):
   proto = train_lib.session_config(config)
   assert proto.graph_options.rewrite_options.auto_mixed_precision == 1
   assert proto.graph_options.optimizer_options.global_jit_level == 1
+
+
+def test_periodic_eval_exports_best_checkpoint(workspace):
+  config = _config(workspace, do_train=True, do_eval=True, do_export=True,
+                   num_train_steps=4, eval_every_steps=2,
+                   save_checkpoints_steps=2)
+  summary = train_lib.run(config)
+  best_dir = os.path.join(config.output_dir, "export_best")
+  with open(os.path.join(best_dir, "best_export.json"),
+            encoding="utf-8") as reader:
+    record = json.load(reader)
+  assert record["metric"] == "entity_f1"
+  # The recorded best is the highest F1 seen; its export is the last version.
+  assert record["version_dir"] == os.path.join(
+      best_dir, str(max(int(v) for v in os.listdir(best_dir) if v.isdigit())))
+  assert record["value"] >= summary["eval"]["entity_f1"]
+  assert os.path.isdir(summary["export"])

@@ -126,7 +126,7 @@ def parse_example(serialized):
 
 def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
                      fixed_length=False, bucket_boundaries=None, seed=None,
-                     shuffle_buffer=10000):
+                     shuffle_buffer=10000, cache=False):
   """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
 
   Args:
@@ -144,18 +144,23 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
       `fixed_length`). Training shuffles windows before bucketing, so batches
       of all buckets come out in random order.
     seed: shuffle seed (None: random).
+    cache: keep parsed windows in memory after the first pass (later epochs
+      skip reading and parsing; needs RAM for the whole file).
     shuffle_buffer: windows held for shuffling.
   """
 
   def input_fn(params):
     size = (params or {}).get("batch_size", batch_size)
     dataset = tf.data.TFRecordDataset(input_file)
+    dataset = dataset.map(parse_example,
+                          num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    if cache:
+      dataset = dataset.cache()
     if is_training:
       dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                                 reshuffle_each_iteration=True)
       dataset = dataset.repeat()
-    dataset = dataset.map(parse_example,
-                          num_parallel_calls=tf.data.AUTOTUNE)
     length = max_seq_length if fixed_length else None
     padded_shapes = {key: [length] for key in schema.SEQUENCE_FEATURE_KEYS}
     padded_shapes.update({key: [] for key in schema.SCALAR_FEATURE_KEYS})

@@ -81,6 +81,25 @@ PREDICT_EXAMPLES_SIGNATURE = "predict_examples"
 PREDICT_TEXT_SIGNATURE = "predict_text"
 EXAMPLES_INPUT_KEY = "examples"   # serialized tf.Example strings [batch]
 TEXT_INPUT_KEY = "text"           # UTF-8 sentences [batch]
+# Every signature an export may hold, in the order they are written.
+SIGNATURES = (SERVING_DEFAULT_SIGNATURE, PREDICT_EXAMPLES_SIGNATURE,
+              PREDICT_TEXT_SIGNATURE)
+# Outputs of serving_default and predict_examples (per window position).
+WINDOW_OUTPUT_KEYS = (OUTPUT_TAGS, OUTPUT_LABEL_IDS, OUTPUT_SCORES)
+# Outputs of predict_text (per character, plus characters per sentence).
+TEXT_OUTPUT_KEYS = (OUTPUT_TAGS, OUTPUT_LABEL_IDS, OUTPUT_SCORES,
+                    OUTPUT_LENGTHS)
+# predict_text's tag on characters that are not tokens (whitespace) and on
+# padding after each sentence's `lengths`.
+NO_TOKEN_TAG = ""
+
+# Tokenizer kinds recorded in ner_config.json ("tokenizer").
+CHAR_TOKENIZER = "char"            # one character = one token (Chinese)
+WORDPIECE_TOKENIZER = "wordpiece"  # words split into word-pieces
+
+# TensorFlow Serving's default ports.
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_REST_PORT = 8501
 
 # --- Files --------------------------------------------------------------------
 LABELS_FILENAME = "labels.txt"
@@ -93,3 +112,10 @@ PREDICTIONS_JSONL_FILENAME = "predictions.jsonl"
 CACHE_DIRNAME = "cache"
 EXPORT_DIRNAME = "export"
 ASSETS_EXTRA_DIRNAME = "assets.extra"
+ASSETS_DIRNAME = "assets"
+# TF Serving replays these PredictionLog records when it loads a version.
+WARMUP_FILENAME = "tf_serving_warmup_requests"
+# Best-model exports (highest eval entity F1) and the record of their score.
+BEST_EXPORT_DIRNAME = "export_best"
+BEST_EXPORT_RECORD_FILENAME = "best_export.json"
+BEST_EXPORT_METRIC = "entity_f1"

@@ -81,8 +81,10 @@ class NerConfig:
   freeze_bert: bool = True
   bucketing: bool = True
   use_xla: bool = False
+  cache: bool = True
   use_amp: bool = False
   bucket_boundaries: Optional[list] = None
+  eval_every_steps: int = 0
   head: str = "softmax"
   head_dropout: float = 0.1
   lstm_units: int = 128
@@ -306,7 +308,8 @@ def input_fn_for(config, path, is_training, batch_size):
       path, is_training=is_training, batch_size=batch_size,
       max_seq_length=config.max_seq_length,
       fixed_length=not config.bucketing, bucket_boundaries=boundaries,
-      seed=config.seed if is_training else None)
+      seed=config.seed if is_training else None,
+      cache=config.cache and is_training)
 
 
 def num_steps(config, num_train_windows):
@@ -400,6 +403,47 @@ def predict_split(config, job, estimator, split):
   return sentences, tags, scores
 
 
+def ner_config_for(config, job):
+  """The settings a served model needs (assets.extra/ner_config.json)."""
+  return {
+      "labels": job.labels,
+      "max_seq_length": config.max_seq_length,
+      "doc_stride": config.doc_stride,
+      "do_lower_case": config.do_lower_case,
+      "head": head_config(config, job.tokenizer.vocab).as_json(),
+  }
+
+
+def evaluate(config, job, estimator):
+  """Evaluates the latest checkpoint on the dev split; writes eval_results.txt."""
+  eval_path, eval_windows = job.features_file("dev")
+  logging.info("***** Evaluating: %d windows from %s *****", eval_windows,
+               job.files["dev"])
+  results = estimator.evaluate(
+      input_fn_for(config, eval_path, False, config.eval_batch_size),
+      hooks=[model_lib.BatchProgressHook(
+          "eval", math.ceil(eval_windows / config.eval_batch_size))])
+  results = {key: value.item() if hasattr(value, "item") else value
+             for key, value in results.items()}
+  write_key_values(results, os.path.join(config.output_dir,
+                                         schema.EVAL_RESULTS_FILENAME))
+  for key in sorted(results):
+    logging.info("  eval %s = %s", key, results[key])
+  return results
+
+
+def export_best_if_better(config, job, estimator, summary):
+  """With --do_export, exports the evaluated checkpoint if its F1 is best."""
+  if not config.do_export:
+    return
+  best = export_lib.export_best(
+      os.path.join(config.output_dir, schema.BEST_EXPORT_DIRNAME),
+      summary["eval"], estimator.latest_checkpoint(), job.bert_config_file,
+      job.vocab_file, job.labels_file, ner_config_for(config, job))
+  if best:
+    summary["export_best"] = best
+
+
 def run(config):
   """Runs the phases selected by `config.do_*`; returns a summary dict."""
   if uses_embedded_default(config):
@@ -419,27 +463,21 @@ def run(config):
   if config.do_train:
     logging.info("***** Training: %d windows, batch %d, %d steps *****",
                  train_windows, config.train_batch_size, steps)
-    estimator.train(
-        input_fn_for(config, train_path, True, config.train_batch_size),
-        max_steps=steps)
+    train_input_fn = input_fn_for(config, train_path, True,
+                                  config.train_batch_size)
+    every = config.eval_every_steps if config.do_eval else 0
+    for stop in list(range(every, steps, every) if every else []) + [steps]:
+      estimator.train(train_input_fn, max_steps=stop)
+      if stop < steps:
+        # Intermediate evaluation: logs F1 over training and, with
+        # --do_export, keeps the best checkpoint's export.
+        summary["eval"] = evaluate(config, job, estimator)
+        export_best_if_better(config, job, estimator, summary)
     summary["train_steps"] = steps
 
   if config.do_eval:
-    eval_path, eval_windows = job.features_file("dev")
-    logging.info("***** Evaluating: %d windows from %s *****", eval_windows,
-                 job.files["dev"])
-    results = estimator.evaluate(
-        input_fn_for(config, eval_path, False, config.eval_batch_size), hooks=[
-            model_lib.BatchProgressHook(
-                "eval", math.ceil(eval_windows / config.eval_batch_size))])
-    results = {key: value.item() if hasattr(value, "item") else value
-               for key, value in results.items()}
-    results_path = os.path.join(config.output_dir,
-                                schema.EVAL_RESULTS_FILENAME)
-    write_key_values(results, results_path)
-    for key in sorted(results):
-      logging.info("  eval %s = %s", key, results[key])
-    summary["eval"] = results
+    summary["eval"] = evaluate(config, job, estimator)
+    export_best_if_better(config, job, estimator, summary)
 
   if config.do_predict:
     sentences, tags, scores = predict_split(config, job, estimator, "test")
@@ -470,20 +508,9 @@ def run(config):
   if config.do_export:
     export_dir = config.export_dir or os.path.join(config.output_dir,
                                                    schema.EXPORT_DIRNAME)
-    ner_config = {
-        "labels": job.labels,
-        "max_seq_length": config.max_seq_length,
-        "doc_stride": config.doc_stride,
-        "do_lower_case": config.do_lower_case,
-        "head": head_config(config, job.tokenizer.vocab).as_json(),
-        "signatures": [schema.SERVING_DEFAULT_SIGNATURE],
-        "inputs": list(schema.MODEL_INPUT_KEYS),
-        "outputs": [schema.OUTPUT_TAGS, schema.OUTPUT_LABEL_IDS,
-                    schema.OUTPUT_SCORES],
-    }
     summary["export"] = export_lib.export_model(
         export_dir, estimator.latest_checkpoint(), job.bert_config_file,
-        job.vocab_file, job.labels_file, ner_config)
+        job.vocab_file, job.labels_file, ner_config_for(config, job))
   return summary
 
 

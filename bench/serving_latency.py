@@ -1,0 +1,121 @@
+"""Serving latency and throughput of an exported NER model.
+
+Measures, with the real client code path (word splitting, windows, request
+building, merging, entities):
+
+  * p50/p99 latency of single-sentence requests, and
+  * sentences/s with batches of `--batch_size` (32) sentences,
+
+in process (the SavedModel called directly, no RPC) and over gRPC to a
+server: `--server host:port` (e.g. TF Serving), else the local development
+server started in this process on a free loopback port. Prints a summary and
+one JSON line with every figure.
+
+    python -m bench.serving_latency --export_dir output/export
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from serving import client as client_lib
+from serving import local_server
+from trainer import schema
+from trainer.sample_data import sample_data_dir
+
+
+def read_sentences(path):
+  with open(path, encoding="utf-8") as reader:
+    return [line.strip() for line in reader if line.strip()]
+
+
+def measure(ner, sentences, single_requests, batch_size, batches):
+  """Returns {p50_ms, p99_ms, sentences_per_s} for one client."""
+  ner.predict(sentences[:2])  # warm up (graph, connection)
+  latencies = []
+  for index in range(single_requests):
+    started = time.perf_counter()
+    ner.predict([sentences[index % len(sentences)]])
+    latencies.append(time.perf_counter() - started)
+  batch = [sentences[i % len(sentences)] for i in range(batch_size)]
+  started = time.perf_counter()
+  for _ in range(batches):
+    ner.predict(batch)
+  elapsed = time.perf_counter() - started
+  return {"p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 3),
+          "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 3),
+          "sentences_per_s": round(batch_size * batches / elapsed, 1)}
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog="python -m bench.serving_latency",
+                                   description=__doc__.split("\n\n")[0])
+  # Required
+  parser.add_argument("--export_dir", required=True,
+                      help="export base (or version) folder.")
+  # Other
+  parser.add_argument("--server", help="host:port of a gRPC server; default: "
+                                       "start the local server in process.")
+  parser.add_argument("--model_name", default=schema.DEFAULT_MODEL_NAME)
+  parser.add_argument("--input_file",
+                      default=os.path.join(sample_data_dir(), "predict.txt"),
+                      help="sentences, one per line (default: the sample).")
+  parser.add_argument("--signature", default=schema.PREDICT_EXAMPLES_SIGNATURE,
+                      choices=client_lib.CLIENT_SIGNATURES)
+  parser.add_argument("--single_requests", type=int, default=200,
+                      help="single-sentence requests timed (>= 1).")
+  parser.add_argument("--batch_size", type=int, default=32,
+                      help="sentences per batched request.")
+  parser.add_argument("--batches", type=int, default=20,
+                      help="batched requests timed (>= 1).")
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  sentences = read_sentences(args.input_file)
+  settings = dict(export_dir=args.export_dir, signature=args.signature,
+                  batch_size=args.batch_size, timeout_s=60.0)
+  result = {"export_dir": client_lib.latest_version_dir(args.export_dir),
+            "signature": args.signature, "batch_size": args.batch_size,
+            "sentences": len(sentences),
+            "mean_chars": round(float(np.mean([len(s) for s in sentences])),
+                                1)}
+  with client_lib.NerClient(
+      transport=client_lib.SavedModelTransport(args.export_dir),
+      **settings) as ner:
+    result["in_process"] = measure(ner, sentences, args.single_requests,
+                                   args.batch_size, args.batches)
+  server = None
+  target = args.server
+  if not target:
+    base = args.export_dir
+    if os.path.exists(os.path.join(base, "saved_model.pb")):
+      raise ValueError("--export_dir %s is a version folder; the local server "
+                       "needs the base folder above it." % base)
+    server = local_server.LocalModelServer(args.model_name, base,
+                                           rest_api_port=None).start()
+    target = "127.0.0.1:%d" % server.grpc_port
+  try:
+    with client_lib.NerClient(target, args.model_name, **settings) as ner:
+      result["grpc"] = measure(ner, sentences, args.single_requests,
+                               args.batch_size, args.batches)
+  finally:
+    if server:
+      server.stop()
+  result["grpc"]["server"] = args.server or "local_server (in process)"
+  for name in ("in_process", "grpc"):
+    figures = result[name]
+    print("%-10s p50 %7.2f ms  p99 %7.2f ms  batch %d: %8.1f sentences/s"
+          % (name, figures["p50_ms"], figures["p99_ms"], args.batch_size,
+             figures["sentences_per_s"]))
+  print(json.dumps(result))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,117 @@
+"""A tiny character-level Chinese model, trained, predicted and exported once.
+
+`served_model()` trains a 1-layer hidden-32 BERT from scratch for a few
+dozen steps on the inline data below, runs `train_lib.run(do_predict=True)`
+on raw sentences (so `predictions.jsonl` is the trainer's own answer), and
+exports the final checkpoint. It is memoised, so every serving test module
+shares one model (about 15 s on 2 cores); the folder is removed at exit.
+"""
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from trainer import export as export_lib
+from trainer import schema
+from trainer import train_lib
+
+TINY_CONFIG = {
+    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "intermediate_size": 37, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 64, "type_vocab_size": 2,
+    "initializer_range": 0.02,
+}
+MAX_SEQ_LENGTH = 16  # 14 characters per window: the long sentence is split
+DOC_STRIDE = 5
+
+# (sentence, [(start, end_exclusive, type)]) written as IOB2 CoNLL.
+TRAIN = [
+    ("张三在北京工作。", [(0, 2, "PER"), (3, 5, "LOC")]),
+    ("李四去上海开会。", [(0, 2, "PER"), (3, 5, "LOC")]),
+    ("王五是华为公司的员工。", [(0, 2, "PER"), (3, 7, "ORG")]),
+    ("赵六在深圳的腾讯公司上班。", [(0, 2, "PER"), (3, 5, "LOC"), (6, 10, "ORG")]),
+    ("北京和上海都是大城市。", [(0, 2, "LOC"), (3, 5, "LOC")]),
+    ("张三和李四在腾讯公司见面。", [(0, 2, "PER"), (3, 5, "PER"), (6, 10, "ORG")]),
+    ("2024年王五去了深圳。", [(5, 7, "PER"), (9, 11, "LOC")]),
+]
+# Raw sentences for prediction. The first three are CJK only (a space is no
+# token), so word tokens are characters and predict_text must agree with the
+# trainer exactly; the third is longer than one window. The last mixes in
+# ASCII words, which only the word-level signatures see as the trainer does.
+PREDICT = [
+    "张三在上海工作。",
+    "李四 去北京开会。",
+    "王五和赵六在华为公司见面，然后一起去深圳参观腾讯公司的新大楼。",
+    "2024年 Zhang San 去了 ABC 公司。",
+]
+CJK_ONLY_PREDICT = PREDICT[:3]
+# Characters the model never saw (map to [UNK]); also used by tests.
+UNSEEN_TEXT = "龘靐"
+
+
+def conll(sentences):
+  """CoNLL lines 'character tag' for (sentence, spans) pairs."""
+  blocks = []
+  for text, spans in sentences:
+    tags = ["O"] * len(text)
+    for start, end, entity_type in spans:
+      tags[start] = "B-" + entity_type
+      for index in range(start + 1, end):
+        tags[index] = "I-" + entity_type
+    blocks.append("".join("%s %s\n" % pair for pair in zip(text, tags)))
+  return "\n".join(blocks)
+
+
+@functools.lru_cache(maxsize=None)
+def served_model():
+  """Trains, predicts and exports once; returns a dict of paths and records."""
+  root = tempfile.mkdtemp(prefix="ner_serving_test_")
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  vocab = list(schema.SPECIAL_TOKENS)
+  for text in [text for text, _ in TRAIN] + PREDICT:
+    for character in text.lower():
+      if not character.isspace() and character not in vocab:
+        vocab.append(character)
+  vocab += ["zhang", "san", "abc", "##c"]
+  paths = {name: os.path.join(root, name) for name in (
+      "vocab.txt", "bert_config.json", "train.txt", "predict.txt")}
+  with open(paths["vocab.txt"], "w", encoding="utf-8") as writer:
+    writer.write("".join(piece + "\n" for piece in vocab))
+  with open(paths["bert_config.json"], "w", encoding="utf-8") as writer:
+    json.dump(dict(TINY_CONFIG, vocab_size=len(vocab)), writer)
+  with open(paths["train.txt"], "w", encoding="utf-8") as writer:
+    writer.write(conll(TRAIN))
+  with open(paths["predict.txt"], "w", encoding="utf-8") as writer:
+    writer.write("".join(line + "\n" for line in PREDICT))
+  output_dir = os.path.join(root, "out")
+  config = train_lib.NerConfig(
+      output_dir=output_dir, train_file=paths["train.txt"],
+      predict_file=paths["predict.txt"], data_format="auto",
+      bert_config_file=paths["bert_config.json"],
+      vocab_file=paths["vocab.txt"], max_seq_length=MAX_SEQ_LENGTH,
+      doc_stride=DOC_STRIDE, train_batch_size=7, predict_batch_size=3,
+      learning_rate=1e-2, num_train_steps=40, warmup_proportion=0.0,
+      save_checkpoints_steps=1000, seed=1, do_train=True, do_predict=True)
+  train_lib.run(config)
+  with open(os.path.join(output_dir, schema.PREDICTIONS_JSONL_FILENAME),
+            encoding="utf-8") as reader:
+    records = [json.loads(line) for line in reader]
+  ner_config = {"max_seq_length": MAX_SEQ_LENGTH, "doc_stride": DOC_STRIDE,
+                "do_lower_case": True}
+  export_dir = os.path.join(output_dir, schema.EXPORT_DIRNAME)
+  version_dir = export_lib.export_model(
+      export_dir, tf.train.latest_checkpoint(output_dir),
+      paths["bert_config.json"], paths["vocab.txt"],
+      os.path.join(output_dir, schema.LABELS_FILENAME), ner_config)
+  return {"root": root, "output_dir": output_dir, "export_dir": export_dir,
+          "version_dir": version_dir, "records": records,
+          "vocab_file": paths["vocab.txt"],
+          "bert_config_file": paths["bert_config.json"],
+          "labels_file": os.path.join(output_dir, schema.LABELS_FILENAME),
+          "ner_config": ner_config}
