@@ -351,3 +351,22 @@ def test_periodic_eval_exports_best_checkpoint(workspace):
       best_dir, str(max(int(v) for v in os.listdir(best_dir) if v.isdigit())))
   assert record["value"] >= summary["eval"]["entity_f1"]
   assert os.path.isdir(summary["export"])
+
+
+def test_crf_export_serves_viterbi_tags_equal_to_do_predict(workspace):
+  from serving import client as client_lib  # pylint: disable=import-outside-toplevel
+  config = _config(workspace, do_train=True, do_predict=True, do_export=True,
+                   head="crf", crf_constrain_bio=True, num_train_steps=6)
+  summary = train_lib.run(config)
+  with open(summary["predict"]["jsonl"], encoding="utf-8") as reader:
+    expected = [json.loads(line) for line in reader]
+  texts = [record["text"] for record in expected]
+  for signature in ("predict_examples", "serving_default"):
+    client = client_lib.NerClient(
+        export_dir=summary["export"], signature=signature,
+        transport=client_lib.SavedModelTransport(summary["export"]))
+    served = client.predict_records(texts)
+    assert [r["tags"] for r in served] == [r["tags"] for r in expected]
+    for got, want in zip(served, expected):
+      np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
+      assert got["entities"] == want["entities"]

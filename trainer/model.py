@@ -78,9 +78,12 @@ class HeadConfig:
 def continuation_ids_from_vocab(vocab):
   """Ids of pieces that never start a word: '##...' pieces and specials.
 
-  Example: {"[PAD]": 0, "[CLS]": 2, "john": 5, "##son": 7} -> (0, 2, 7).
+  [UNK] is not among them: an unknown word is still a word.
+
+  Example: {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "john": 5, "##son": 7}
+  -> (0, 2, 7).
   """
-  never_start = set(schema.SPECIAL_TOKENS)
+  never_start = set(schema.SPECIAL_TOKENS) - {schema.UNK_TOKEN}
   return tuple(sorted(index for piece, index in vocab.items()
                       if piece.startswith("##") or piece in never_start))
 
@@ -91,8 +94,11 @@ def word_start_mask(features, continuation_ids):
   Exact from `word_positions` when present (training, eval, predict and the
   `predict_examples` signature); otherwise derived from the piece ids.
   """
+  real = tf.cast(features[schema.INPUT_MASK], tf.bool)
   if schema.WORD_POSITIONS in features:
-    return features[schema.WORD_POSITIONS] >= 0
+    # `and real`: batched tf.Examples are padded with 0, which would
+    # otherwise read as "word 0 starts here".
+    return tf.logical_and(features[schema.WORD_POSITIONS] >= 0, real)
   input_ids = features[schema.INPUT_IDS]
   is_continuation = np.zeros([max(continuation_ids, default=0) + 1], np.bool_)
   is_continuation[list(continuation_ids)] = True
@@ -101,8 +107,7 @@ def word_start_mask(features, continuation_ids):
   continuation = tf.logical_and(
       in_table, tf.gather(table, tf.where(in_table, input_ids,
                                           tf.zeros_like(input_ids))))
-  return tf.logical_and(tf.cast(features[schema.INPUT_MASK], tf.bool),
-                        tf.logical_not(continuation))
+  return tf.logical_and(real, tf.logical_not(continuation))
 
 
 def bert_sequence_output(bert_config, is_training, features):
