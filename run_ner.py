@@ -124,6 +124,10 @@ def define_flags():
                     "Keep parsed training windows in memory after the first "
                     "epoch (about 1 KB per window); --nocache re-reads the "
                     "feature file every epoch.")
+  flags.DEFINE_integer("gradient_accumulation_steps", 1,
+                       "Split each --train_batch_size batch into this many "
+                       "micro-batches and update once with their mean "
+                       "gradient (same result, less memory).")
   flags.DEFINE_bool("use_xla", defaults.use_xla,
                     "Compile the graph with XLA (auto-clustering); best on "
                     "GPU.")
@@ -189,6 +193,12 @@ def validate_flags_or_throw():
   if not 1 <= FLAGS.doc_stride <= FLAGS.max_seq_length - 2:
     raise ValueError("--doc_stride=%d must be in [1, max_seq_length - 2 = %d]."
                      % (FLAGS.doc_stride, FLAGS.max_seq_length - 2))
+  if (FLAGS.gradient_accumulation_steps < 1 or FLAGS.train_batch_size
+      % FLAGS.gradient_accumulation_steps):
+    raise ValueError(
+        "--gradient_accumulation_steps=%d must be >= 1 and divide "
+        "--train_batch_size=%d." % (FLAGS.gradient_accumulation_steps,
+                                    FLAGS.train_batch_size))
   if FLAGS.eval_every_steps < 0:
     raise ValueError("--eval_every_steps=%d must be >= 0."
                      % FLAGS.eval_every_steps)

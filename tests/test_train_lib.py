@@ -370,3 +370,31 @@ def test_crf_export_serves_viterbi_tags_equal_to_do_predict(workspace):
     for got, want in zip(served, expected):
       np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
       assert got["entities"] == want["entities"]
+
+
+def test_gradient_accumulation_matches_large_batch(workspace):
+  no_dropout = dict(TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+  config_path = workspace["tmp"] / "bert_config_nodrop.json"
+  config_path.write_text(json.dumps(no_dropout))
+  finals = {}
+  for name, accumulation in (("big_batch", 1), ("accumulated", 4)):
+    config = _config(workspace, output_dir=str(workspace["tmp"] / name),
+                     bert_config_file=str(config_path), do_train=True,
+                     train_batch_size=8, gradient_accumulation_steps=accumulation,
+                     bucketing=False, head_dropout=0.0, num_train_steps=3,
+                     learning_rate=1e-3, save_checkpoints_steps=1,
+                     keep_checkpoint_max=10)
+    train_lib.run(config)
+    finals[name] = _variables(tf.train.latest_checkpoint(config.output_dir))
+    start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
+  assert finals["accumulated"]["global_step"] == 3
+  assert finals["accumulated"]["gradient_accumulation_micro_step"] == 12
+  for name in ("ner_head/output_weights", "bert/encoder/layer_0/output/dense/kernel"):
+    big = finals["big_batch"][name] - start[name]
+    accumulated = finals["accumulated"][name] - start[name]
+    assert np.abs(big).max() > 0
+    # Equal up to float rounding, which Adam amplifies for near-zero
+    # gradients (m / sqrt(v) is +-1 whatever their size): within 2% of the
+    # largest update.
+    np.testing.assert_allclose(accumulated, big, rtol=0, atol=0.02 * np.abs(big).max())

@@ -288,7 +288,8 @@ def masked_token_loss(logits, label_ids):
 
 
 def create_train_op(loss, variables, init_lr, num_train_steps,
-                    num_warmup_steps, use_amp=False):
+                    num_warmup_steps, use_amp=False, accumulation_steps=1,
+                    loss_weight=None):
   """AdamW with linear warmup and decay, over exactly `variables`.
 
   The same schedule, update and clipping as `bert.optimization.
@@ -306,6 +307,11 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     num_warmup_steps: int, steps of linear warmup from 0.
     use_amp: dynamic loss scaling for float16 (steps with non-finite
       gradients are skipped and the scale halved).
+    accumulation_steps: K > 1 accumulates the gradients of K micro-batches
+      and applies their mean once (global step = updates).
+    loss_weight: float32 [], what `loss` is a mean over (labelled tokens);
+      with accumulation, micro-batch gradients are weighted by it, so the
+      update equals the one of the whole batch exactly.
 
   Returns:
     (train_op, learning_rate tensor).
@@ -329,21 +335,64 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     grads = tf.gradients(loss * loss_scale.scale, variables)
     grads = [None if g is None else _scale_gradient(g, 1.0 / loss_scale.scale)
              for g in grads]
-    finite = optimization.all_finite(grads)
   else:
     grads = tf.gradients(loss, variables)
-  grads, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
   pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-  if use_amp:
+  if accumulation_steps > 1:
+    # Sum K micro-batch gradients; update with their mean on every K-th
+    # micro-batch (K micro-batches of B == one batch of K * B). The global
+    # step counts updates, so the learning-rate schedule is unchanged.
+    micro_step = tf1.get_variable(
+        "gradient_accumulation_micro_step", initializer=tf.constant(
+            0, tf.int64), trainable=False)
+    sums = [tf1.get_variable(
+        v.op.name + "/gradient_accumulator", shape=v.shape, dtype=tf.float32,
+        initializer=tf1.zeros_initializer(), trainable=False)
+            for _, v in pairs]
+    weight_sum = tf1.get_variable(
+        "gradient_accumulation_weight", initializer=tf.constant(0.0),
+        trainable=False)
+    weight = tf.constant(1.0) if loss_weight is None else loss_weight
+    accumulate = tf.group(
+        weight_sum.assign_add(weight),
+        *[total.assign_add(tf.convert_to_tensor(g) * weight)
+          for total, (g, _) in zip(sums, pairs)])
+    sums.append(weight_sum)
+    with tf.control_dependencies([accumulate]):
+      ready = tf.equal((micro_step + 1) % accumulation_steps, 0)
+      denominator = tf.maximum(weight_sum.read_value(), 1e-9)
+      pairs = [(total.read_value() / denominator, v)
+               for total, (_, v) in zip(sums, pairs)]
+  else:
+    ready = tf.constant(True)
+  finite = (optimization.all_finite([g for g, _ in pairs]) if use_amp
+            else tf.constant(True))
+  clipped, _ = tf.clip_by_global_norm([g for g, _ in pairs],
+                                      clip_norm=CLIP_NORM)
+  pairs = list(zip(clipped, [v for _, v in pairs]))
+
+  def apply_and_step():
     apply_op = tf.cond(finite, lambda: optimizer.apply_gradients(pairs),
                        tf.no_op)
-    apply_op = tf.group(apply_op, loss_scale.update(finite))
-    tf1.summary.scalar("loss_scale", loss_scale.scale)
+    updates = [apply_op]
+    if use_amp:
+      updates.append(loss_scale.update(finite))
+    # The global step advances on skipped (non-finite) steps too, keeping the
+    # schedule.
+    with tf.control_dependencies(updates):
+      step_ops = [global_step.assign_add(1)]
+      if accumulation_steps > 1:
+        step_ops += [total.assign(tf.zeros_like(total)) for total in sums]
+      return tf.group(*step_ops)
+
+  if accumulation_steps > 1:
+    train_op = tf.cond(ready, apply_and_step, tf.no_op)
+    with tf.control_dependencies([train_op]):
+      train_op = micro_step.assign_add(1)
   else:
-    apply_op = optimizer.apply_gradients(pairs)
-  # The global step advances on skipped steps too, keeping the schedule.
-  with tf.control_dependencies([apply_op]):
-    train_op = global_step.assign_add(1)
+    train_op = apply_and_step()
+  if use_amp:
+    tf1.summary.scalar("loss_scale", loss_scale.scale)
   return train_op, learning_rate
 
 
@@ -482,7 +531,7 @@ def entity_types_of(label_names):
 
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
-                     head=None, use_amp=False):
+                     head=None, use_amp=False, accumulation_steps=1):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -494,6 +543,7 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     head: `HeadConfig` (default softmax).
     use_amp: dynamic loss scaling for float16 training (see
       `create_train_op`; the float16 graph rewrite is a session option).
+    accumulation_steps: micro-batches per optimizer update.
   """
   label_names = list(label_names)
   entity_types = entity_types_of(label_names)
@@ -524,7 +574,9 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op, lr = create_train_op(loss, trainable, learning_rate,
                                      num_train_steps, num_warmup_steps,
-                                     use_amp=use_amp)
+                                     use_amp=use_amp,
+                                     accumulation_steps=accumulation_steps,
+                                     loss_weight=tf.reduce_sum(loss_weights))
       tf1.summary.scalar("learning_rate", lr)
       hooks = [ProgressHook(loss, num_train_steps,
                             (params or {}).get("train_batch_size", 0))]

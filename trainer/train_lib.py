@@ -81,6 +81,7 @@ class NerConfig:
   freeze_bert: bool = True
   bucketing: bool = True
   use_xla: bool = False
+  gradient_accumulation_steps: int = 1
   cache: bool = True
   use_amp: bool = False
   bucket_boundaries: Optional[list] = None
@@ -356,7 +357,8 @@ def make_estimator(config, job, num_train_steps):
       num_warmup_steps=int(num_train_steps * config.warmup_proportion),
       freeze_bert=config.freeze_bert,
       head=head_config(config, job.tokenizer.vocab),
-      use_amp=config.use_amp)
+      use_amp=config.use_amp,
+      accumulation_steps=config.gradient_accumulation_steps)
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
       session_config=session_config(config),
@@ -463,8 +465,11 @@ def run(config):
   if config.do_train:
     logging.info("***** Training: %d windows, batch %d, %d steps *****",
                  train_windows, config.train_batch_size, steps)
-    train_input_fn = input_fn_for(config, train_path, True,
-                                  config.train_batch_size)
+    # With accumulation each session step reads one micro-batch; the global
+    # batch (--train_batch_size) is what one update sees.
+    train_input_fn = input_fn_for(
+        config, train_path, True,
+        config.train_batch_size // config.gradient_accumulation_steps)
     every = config.eval_every_steps if config.do_eval else 0
     for stop in list(range(every, steps, every) if every else []) + [steps]:
       estimator.train(train_input_fn, max_steps=stop)
