@@ -1,0 +1,63 @@
+"""A killed training job, rerun with the same command, resumes and finishes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+from tests import test_train_lib
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _latest_step(output_dir):
+  checkpoint = tf.train.latest_checkpoint(output_dir)
+  return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
+
+
+def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("".join(v + "\n" for v in test_train_lib.VOCAB))
+  config = tmp_path / "bert_config.json"
+  config.write_text(json.dumps(dict(test_train_lib.TINY_CONFIG,
+                                    vocab_size=len(test_train_lib.VOCAB))))
+  train = tmp_path / "train.txt"
+  train.write_text(test_train_lib.TRAIN, encoding="utf-8")
+  output_dir = tmp_path / "out"
+  command = [sys.executable, "-m", "trainer.task", "--do_train",
+             "--train_file=%s" % train, "--bert_config_file=%s" % config,
+             "--vocab_file=%s" % vocab, "--output_dir=%s" % output_dir,
+             "--max_seq_length=16", "--doc_stride=4", "--train_batch_size=2",
+             "--num_train_steps=400", "--save_checkpoints_steps=10"]
+  process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline:
+      step = _latest_step(str(output_dir)) if output_dir.exists() else None
+      if step and step >= 20:
+        break
+      assert process.poll() is None, "training ended before it was killed"
+      time.sleep(0.2)
+    else:
+      raise AssertionError("no checkpoint past step 20 within 240 s")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+  finally:
+    if process.poll() is None:
+      process.kill()
+  killed_at = _latest_step(str(output_dir))
+  assert 20 <= killed_at < 400
+
+  rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert "Restoring parameters from %s/model.ckpt-%d" % (output_dir,
+                                                          killed_at) \
+      in rerun.stderr
+  assert "Reusing" in rerun.stderr  # the feature cache survived the kill
+  assert _latest_step(str(output_dir)) == 400
