@@ -1,5 +1,6 @@
 """Tests for trainer.predictions (pure Python)."""
 
+import io
 import json
 
 import pytest
@@ -47,9 +48,11 @@ def test_write_predictions_counts_and_formats(tmp_path):
   sentences = [Sentence(("EU", "rejects"), ("B-ORG", "O"), "a:1"),
                Sentence(("北", "京"), None, "b:1")]
   conll, jsonl = tmp_path / "p.conll", tmp_path / "p.jsonl"
-  counts = predictions.write_predictions(
-      sentences, [["B-ORG", "B-PER"], ["B-LOC", "I-LOC"]],
-      [[0.5, 0.25], [1.0, 1.0]], str(conll), str(jsonl))
+  with open(conll, "w", encoding="utf-8") as conll_writer, \
+      open(jsonl, "w", encoding="utf-8") as jsonl_writer:
+    counts = predictions.write_predictions(
+        sentences, [["B-ORG", "B-PER"], ["B-LOC", "I-LOC"]],
+        [[0.5, 0.25], [1.0, 1.0]], conll_writer, jsonl_writer)
   assert counts == (2, 4)
   assert conll.read_text(encoding="utf-8") == (
       "EU B-ORG B-ORG\nrejects O B-PER\n\n北 B-LOC\n京 I-LOC\n\n")
@@ -63,4 +66,4 @@ def test_write_predictions_rejects_missing_tags(tmp_path):
   with pytest.raises(ValueError, match="a:1: 2 tokens but 1 predicted tags"):
     predictions.write_predictions(
         [Sentence(("EU", "rejects"), None, "a:1")], [["O"]], [[1.0]],
-        str(tmp_path / "c"), str(tmp_path / "j"))
+        io.StringIO(), io.StringIO())

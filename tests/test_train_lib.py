@@ -398,3 +398,16 @@ def test_gradient_accumulation_matches_large_batch(workspace):
     # gradients (m / sqrt(v) is +-1 whatever their size): within 2% of the
     # largest update.
     np.testing.assert_allclose(accumulated, big, rtol=0, atol=0.02 * np.abs(big).max())
+
+
+def test_output_dir_on_a_tf_filesystem(workspace):
+  # ram:// stands in for gs://: every output path goes through tf.io.gfile.
+  config = _config(workspace, output_dir="ram://ner_test_output",
+                   do_train=True, do_eval=True, do_predict=True,
+                   num_train_steps=2)
+  summary = train_lib.run(config)
+  assert tf.train.latest_checkpoint("ram://ner_test_output").endswith("-2")
+  for name in ("labels.txt", "eval_results.txt", "predictions.conll",
+               "predictions.jsonl"):
+    assert tf.io.gfile.exists("ram://ner_test_output/" + name), name
+  assert summary["predict"]["tokens"] == 30

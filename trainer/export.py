@@ -71,6 +71,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer import gfile_io
 from trainer import labels as labels_lib
 from trainer import model as model_lib
 from trainer import schema
@@ -499,7 +500,7 @@ def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
         "trained up to sequence length %d (%s)."
         % (max_seq_length, bert_config.max_position_embeddings,
            bert_config_file))
-  label_names = labels_lib.read_labels_file(labels_file)
+  label_names = labels_lib.read_labels_file(labels_file, gfile_io.read_bytes)
   tokenizer = tokenization.NerTokenizer(vocab_file, do_lower_case)
   tokenizer_kind = resolve_tokenizer_kind(ner_config, tokenizer.vocab)
   head = head_config(ner_config.get("head"), tokenizer.vocab)

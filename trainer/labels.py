@@ -63,22 +63,32 @@ def _check_label_list(labels: Sequence[str], where: Sequence[str]) -> None:
                      f"tag {schema.OUTSIDE_TAG!r}; it must be present.")
 
 
-def read_labels_file(path: str) -> list[str]:
-  """Reads one label per line (blank lines ignored), keeping file order.
+def _read_bytes_locally(path: str) -> bytes:
+  with open(path, "rb") as file:
+    return file.read()
 
-  Example: 'O\\nB-PER\\n\\nI-PER\\n' -> ['O', 'B-PER', 'I-PER']
+
+def read_labels_file(path: str, read_bytes=_read_bytes_locally) -> list[str]:
+  r"""Reads one label per line (blank lines ignored), keeping file order.
+
+  Example: 'O\nB-PER\n\nI-PER\n' -> ['O', 'B-PER', 'I-PER']
+
+  Args:
+    path: the labels file.
+    read_bytes: path -> bytes; the trainer passes a `tf.io.gfile` reader so
+      gs:// paths work (this module stays free of TensorFlow).
 
   Raises:
     ValueError: for an invalid or duplicate label (naming file:line) or a
       missing 'O'.
   """
   labels, where = [], []
-  with open(path, encoding="utf-8-sig") as file:
-    for number, line in enumerate(file, start=1):
-      label = line.strip()
-      if label:
-        labels.append(label)
-        where.append(f"{path}:{number}")
+  text = read_bytes(path).decode("utf-8-sig")
+  for number, line in enumerate(text.splitlines(), start=1):
+    label = line.strip()
+    if label:
+      labels.append(label)
+      where.append(f"{path}:{number}")
   if not labels:
     raise ValueError(f"{path}: contains no labels; expected one tag per line "
                      f"including {schema.OUTSIDE_TAG!r}.")
@@ -86,15 +96,22 @@ def read_labels_file(path: str) -> list[str]:
   return labels
 
 
-def write_labels_file(labels: Sequence[str], path: str) -> None:
-  """Writes one label per line (UTF-8, '\\n'), readable by `read_labels_file`.
+def _write_bytes_locally(path: str, data: bytes) -> None:
+  with open(path, "wb") as file:
+    file.write(data)
+
+
+def write_labels_file(labels: Sequence[str], path: str,
+                      write_bytes=_write_bytes_locally) -> None:
+  r"""Writes one label per line (UTF-8, '\n'), readable by `read_labels_file`.
+
+  `write_bytes(path, data)` does the writing (see `read_labels_file`).
 
   Raises:
     ValueError: if the labels are invalid, duplicated or lack 'O'.
   """
   _check_label_list(labels, [f"labels[{i}]" for i in range(len(labels))])
-  with open(path, "w", encoding="utf-8", newline="\n") as file:
-    file.write("".join(label + "\n" for label in labels))
+  write_bytes(path, "".join(label + "\n" for label in labels).encode("utf-8"))
 
 
 def check_labels_known(sentences: Iterable[readers.Sentence],

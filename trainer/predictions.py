@@ -94,9 +94,12 @@ def sentence_record(sentence, tags, scores):
   }
 
 
-def write_predictions(sentences, predicted_tags, predicted_scores, conll_path,
-                      jsonl_path):
-  """Writes `predictions.conll` and `predictions.jsonl`.
+def write_predictions(sentences, predicted_tags, predicted_scores, conll,
+                      jsonl):
+  """Writes `predictions.conll` and `predictions.jsonl` to open text files.
+
+  The caller opens the files (the trainer uses `tf.io.gfile.GFile`, so
+  gs:// output works; this module stays free of TensorFlow).
 
   CoNLL lines are ``token gold predicted`` (``token predicted`` when the input
   had no gold tags), a blank line after each sentence.
@@ -109,21 +112,19 @@ def write_predictions(sentences, predicted_tags, predicted_scores, conll_path,
       tokens (every input token must get exactly one tag).
   """
   num_tokens = 0
-  with open(conll_path, "w", encoding="utf-8") as conll, \
-      open(jsonl_path, "w", encoding="utf-8") as jsonl:
-    for sentence, tags, scores in zip(sentences, predicted_tags,
-                                      predicted_scores, strict=True):
-      if len(tags) != len(sentence.tokens):
-        raise ValueError("%s: %d tokens but %d predicted tags"
-                         % (sentence.source, len(sentence.tokens), len(tags)))
-      for index, token in enumerate(sentence.tokens):
-        columns = [token]
-        if sentence.tags is not None:
-          columns.append(sentence.tags[index])
-        columns.append(tags[index])
-        conll.write(" ".join(columns) + "\n")
-      conll.write("\n")
-      jsonl.write(json.dumps(sentence_record(sentence, tags, scores),
-                             ensure_ascii=False) + "\n")
-      num_tokens += len(tags)
+  for sentence, tags, scores in zip(sentences, predicted_tags,
+                                    predicted_scores, strict=True):
+    if len(tags) != len(sentence.tokens):
+      raise ValueError("%s: %d tokens but %d predicted tags"
+                       % (sentence.source, len(sentence.tokens), len(tags)))
+    for index, token in enumerate(sentence.tokens):
+      columns = [token]
+      if sentence.tags is not None:
+        columns.append(sentence.tags[index])
+      columns.append(tags[index])
+      conll.write(" ".join(columns) + "\n")
+    conll.write("\n")
+    jsonl.write(json.dumps(sentence_record(sentence, tags, scores),
+                           ensure_ascii=False) + "\n")
+    num_tokens += len(tags)
   return len(sentences), num_tokens

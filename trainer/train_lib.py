@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from trainer import export as export_lib
 from trainer import features as features_lib
+from trainer import gfile_io
 from trainer import input_pipeline
 from trainer import labels as labels_lib
 from trainer import metrics as metrics_lib
@@ -216,11 +217,13 @@ class Job:
     config = self.config
     self.labels_file = os.path.join(config.output_dir, schema.LABELS_FILENAME)
     if config.labels_file:
-      labels = labels_lib.read_labels_file(config.labels_file)
+      labels = labels_lib.read_labels_file(config.labels_file,
+                                           gfile_io.read_bytes)
     elif config.do_train:
       labels = labels_lib.build_label_list([self.sentences("train")])
     elif tf.io.gfile.exists(self.labels_file):
-      labels = labels_lib.read_labels_file(self.labels_file)
+      labels = labels_lib.read_labels_file(self.labels_file,
+                                           gfile_io.read_bytes)
     else:
       raise ValueError(
           "No label list: %s does not exist. Run with --do_train first, or "
@@ -230,13 +233,14 @@ class Job:
                                     "--labels_file")
     if (tf.io.gfile.exists(self.labels_file) and not config.labels_file
         and not self._model_dir_empty()):
-      previous = labels_lib.read_labels_file(self.labels_file)
+      previous = labels_lib.read_labels_file(self.labels_file,
+                                             gfile_io.read_bytes)
       if previous != labels:
         raise ValueError(
             "%s holds labels %s from an earlier run, but this data gives %s. "
             "Use a new --output_dir or pass --labels_file %s."
             % (self.labels_file, previous, labels, self.labels_file))
-    labels_lib.write_labels_file(labels, self.labels_file)
+    labels_lib.write_labels_file(labels, self.labels_file, gfile_io.write_bytes)
     self.labels = labels
     logging.info("Labels (%d): %s", len(labels), " ".join(labels))
 
@@ -490,8 +494,10 @@ def run(config):
                               schema.PREDICTIONS_CONLL_FILENAME)
     jsonl_path = os.path.join(config.output_dir,
                               schema.PREDICTIONS_JSONL_FILENAME)
-    num_sentences, num_tokens = predictions_lib.write_predictions(
-        sentences, tags, scores, conll_path, jsonl_path)
+    with tf.io.gfile.GFile(conll_path, "w") as conll, \
+        tf.io.gfile.GFile(jsonl_path, "w") as jsonl:
+      num_sentences, num_tokens = predictions_lib.write_predictions(
+          sentences, tags, scores, conll, jsonl)
     tokens_in = sum(len(s.tokens) for s in sentences)
     if (num_sentences, num_tokens) != (len(sentences), tokens_in):
       raise ValueError("Wrote %d sentences/%d tokens for %d/%d in."
