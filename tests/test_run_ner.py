@@ -117,3 +117,15 @@ def test_unlabelled_training_file_is_explained(tmp_path):
   with pytest.raises(ValueError, match=r"train\.txt was read as 'text' "
                      r"\(unlabelled\).*--data_format"):
     train_lib.run(config)
+
+
+def test_predict_without_a_trained_model_is_explained(tmp_path):
+  data = tmp_path / "test.txt"
+  data.write_text("EU B-ORG\nrejects O\n", encoding="utf-8")
+  labels = tmp_path / "labels.txt"
+  labels.write_text("O\nB-ORG\n", encoding="utf-8")
+  config = train_lib.NerConfig(predict_file=str(data), labels_file=str(labels),
+                               train_file=str(data), do_predict=True,
+                               output_dir=str(tmp_path / "out"))
+  with pytest.raises(ValueError, match="holds no checkpoint.*--do_train"):
+    train_lib.run(config)

@@ -470,6 +470,11 @@ def run(config):
     train_path = None
   steps = num_steps(config, train_windows) if config.do_train else 1
   estimator = make_estimator(config, job, steps)
+  if not config.do_train and estimator.latest_checkpoint() is None:
+    raise ValueError(
+        "%s holds no checkpoint to evaluate, predict or export with; run "
+        "with --do_train first (or point --output_dir at a trained run)."
+        % config.output_dir)
 
   if config.do_train:
     logging.info("***** Training: %d windows, batch %d, %d steps *****",
@@ -515,7 +520,8 @@ def run(config):
     if all(s.tags is not None for s in sentences):
       metrics = metrics_lib.entity_metrics([s.tags for s in sentences], tags)
       with tf.io.gfile.GFile(os.path.join(config.output_dir,
-                                          "predict_results.txt"), "w") as out:
+                                          schema.PREDICT_RESULTS_FILENAME),
+                             "w") as out:
         out.write(metrics_lib.format_report(metrics))
       logging.info("Predict-set entity F1 %.4f (P %.4f, R %.4f)",
                    metrics["f1"], metrics["precision"], metrics["recall"])
