@@ -128,6 +128,10 @@ def define_flags():
                        "Split each --train_batch_size batch into this many "
                        "micro-batches and update once with their mean "
                        "gradient (same result, less memory).")
+  flags.DEFINE_integer("num_gpus", 0,
+                       "Train on this many GPUs of this machine with "
+                       "tf.distribute.MirroredStrategy (>= 2); "
+                       "--train_batch_size stays the global batch.")
   flags.DEFINE_bool("use_xla", defaults.use_xla,
                     "Compile the graph with XLA (auto-clustering); best on "
                     "GPU.")
@@ -199,6 +203,16 @@ def validate_flags_or_throw():
         "--gradient_accumulation_steps=%d must be >= 1 and divide "
         "--train_batch_size=%d." % (FLAGS.gradient_accumulation_steps,
                                     FLAGS.train_batch_size))
+  if FLAGS.num_gpus < 0 or (FLAGS.num_gpus > 1 and FLAGS.train_batch_size
+                            % (FLAGS.num_gpus
+                               * FLAGS.gradient_accumulation_steps)):
+    raise ValueError(
+        "--num_gpus=%d: --train_batch_size=%d must split evenly over the GPUs "
+        "(and --gradient_accumulation_steps)." % (FLAGS.num_gpus,
+                                                  FLAGS.train_batch_size))
+  if FLAGS.num_gpus > 1 and FLAGS.gradient_accumulation_steps > 1:
+    raise ValueError("--gradient_accumulation_steps cannot be combined with "
+                     "--num_gpus; raise the per-GPU batch or add GPUs.")
   if FLAGS.eval_every_steps < 0:
     raise ValueError("--eval_every_steps=%d must be >= 0."
                      % FLAGS.eval_every_steps)

@@ -149,9 +149,17 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
     shuffle_buffer: windows held for shuffling.
   """
 
-  def input_fn(params):
+  def input_fn(params, input_context=None):
     size = (params or {}).get("batch_size", batch_size)
+    if input_context is not None:
+      # Under a distribution strategy each replica reads its own batches:
+      # the global batch is split evenly, and each input pipeline reads its
+      # own shard of the file.
+      size = input_context.get_per_replica_batch_size(size)
     dataset = tf.data.TFRecordDataset(input_file)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      dataset = dataset.shard(input_context.num_input_pipelines,
+                              input_context.input_pipeline_id)
     dataset = dataset.map(parse_example,
                           num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)

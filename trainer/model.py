@@ -326,10 +326,21 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     is_warmup = tf.cast(step < warmup, tf.float32)
     learning_rate = ((1.0 - is_warmup) * learning_rate
                      + is_warmup * init_lr * step / warmup)
-  optimizer = optimization.AdamWeightDecayOptimizer(
-      learning_rate=learning_rate, weight_decay_rate=WEIGHT_DECAY_RATE,
-      beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
-      exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
+  # Under a distribution strategy the optimizer SUMs replica gradients. Each
+  # replica's loss is a mean over its own labelled tokens; re-weight it by
+  # its share of the global batch's tokens so the summed gradient is the
+  # single-device gradient of the whole batch.
+  replica_context = tf.distribute.get_replica_context()
+  replicas = replica_context.num_replicas_in_sync
+  if replicas > 1 and accumulation_steps > 1:
+    raise ValueError("Gradient accumulation is not supported together with "
+                     "a distribution strategy; use a larger per-replica "
+                     "batch or more replicas instead.")
+  if replicas > 1:
+    local = (tf.constant(1.0) if loss_weight is None
+             else tf.cast(loss_weight, tf.float32))
+    total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    loss = loss * local / tf.maximum(total, 1e-9)
   if use_amp:
     loss_scale = optimization.DynamicLossScale()
     grads = tf.gradients(loss * loss_scale.scale, variables)
@@ -337,7 +348,12 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
              for g in grads]
   else:
     grads = tf.gradients(loss, variables)
-  pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+  # Dense gradients: the global norm for clipping must count an embedding row
+  # that occurs twice in a batch once with its summed gradient (the norm of
+  # IndexedSlices values would count the duplicates separately), and the
+  # optimizer's update touches every row anyway.
+  pairs = [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables)
+           if g is not None]
   if accumulation_steps > 1:
     # Sum K micro-batch gradients; update with their mean on every K-th
     # micro-batch (K micro-batches of B == one batch of K * B). The global
@@ -365,18 +381,42 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
                for total, (_, v) in zip(sums, pairs)]
   else:
     ready = tf.constant(True)
+  if replicas > 1:
+    # Clip the *global* gradient, as one device would: all-reduce first
+    # (every replica then holds the same sum), clip, and hand the optimizer
+    # 1/replicas of it, since it sums replica gradients again.
+    reduced = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                         [g for g, _ in pairs])
+    pairs = [(g, v) for g, (_, v) in zip(reduced, pairs)]
   finite = (optimization.all_finite([g for g, _ in pairs]) if use_amp
             else tf.constant(True))
   clipped, _ = tf.clip_by_global_norm([g for g, _ in pairs],
                                       clip_norm=CLIP_NORM)
+  if replicas > 1:
+    clipped = [g / replicas for g in clipped]
   pairs = list(zip(clipped, [v for _, v in pairs]))
+  if use_amp and replicas > 1:
+    # apply_gradients all-reduces through merge_call, which cannot run in a
+    # tf.cond branch: a non-finite step instead gets zero gradients and a
+    # zero learning rate (Adam moments decay once; weights do not move).
+    pairs = [(tf.where(finite, g, tf.zeros_like(g)), v) for g, v in pairs]
+    learning_rate_used = learning_rate * tf.cast(finite, tf.float32)
+  else:
+    learning_rate_used = learning_rate
+  optimizer = optimization.AdamWeightDecayOptimizer(
+      learning_rate=learning_rate_used, weight_decay_rate=WEIGHT_DECAY_RATE,
+      beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
+      exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
 
   def apply_and_step():
-    apply_op = tf.cond(finite, lambda: optimizer.apply_gradients(pairs),
-                       tf.no_op)
-    updates = [apply_op]
-    if use_amp:
-      updates.append(loss_scale.update(finite))
+    if use_amp and replicas == 1:
+      updates = [tf.cond(finite, lambda: optimizer.apply_gradients(pairs),
+                         tf.no_op), loss_scale.update(finite)]
+    elif use_amp:
+      updates = [optimizer.apply_gradients(pairs), loss_scale.update(finite)]
+    else:
+      # No tf.cond: see above.
+      updates = [optimizer.apply_gradients(pairs)]
     # The global step advances on skipped (non-finite) steps too, keeping the
     # schedule.
     with tf.control_dependencies(updates):

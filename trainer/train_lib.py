@@ -83,6 +83,10 @@ class NerConfig:
   bucketing: bool = True
   use_xla: bool = False
   gradient_accumulation_steps: int = 1
+  num_gpus: int = 0
+  # Explicit devices for MirroredStrategy (e.g. ["/cpu:0", "/cpu:1"] in
+  # tests); default: the first num_gpus GPUs when num_gpus > 1.
+  distribution_devices: Optional[list] = None
   cache: bool = True
   use_amp: bool = False
   bucket_boundaries: Optional[list] = None
@@ -334,9 +338,45 @@ def head_config(config, vocab):
       continuation_ids=model_lib.continuation_ids_from_vocab(vocab))
 
 
+def distribution_devices(config):
+  """Devices to mirror training over, or None for a single device."""
+  if config.distribution_devices:
+    return list(config.distribution_devices)
+  if config.num_gpus > 1:
+    return ["/gpu:%d" % index for index in range(config.num_gpus)]
+  return None
+
+
+def _ensure_logical_cpus(devices):
+  """Splits the CPU into as many logical devices as `devices` names."""
+  cpus = sum(1 for device in devices if "cpu" in device.lower())
+  if cpus < 2:
+    return
+  physical = tf.config.list_physical_devices("CPU")
+  configured = tf.config.get_logical_device_configuration(physical[0])
+  if configured and len(configured) >= cpus:
+    return
+  try:
+    tf.config.set_logical_device_configuration(
+        physical[0], [tf.config.LogicalDeviceConfiguration()] * cpus)
+  except RuntimeError as error:
+    raise ValueError(
+        "Cannot mirror over %d CPU devices: TensorFlow was already "
+        "initialised with one (%s). Configure the devices at process start."
+        % (cpus, error)) from None
+
+
 def session_config(config):
   """ConfigProto with XLA auto-clustering and/or float16 graph rewrite."""
   proto = tf1.ConfigProto(allow_soft_placement=True)
+  devices = distribution_devices(config) or []
+  cpus = sum(1 for device in devices if "cpu" in device.lower())
+  if cpus > 1:
+    # Logical CPU devices (tests); replicas wait on each other in all-reduce,
+    # so the session needs more inter-op threads than replicas or it can
+    # deadlock on a 2-core machine.
+    proto.device_count["CPU"] = cpus
+    proto.inter_op_parallelism_threads = 8
   if config.use_xla:
     proto.graph_options.optimizer_options.global_jit_level = (
         tf1.OptimizerOptions.ON_1)
@@ -363,8 +403,18 @@ def make_estimator(config, job, num_train_steps):
       head=head_config(config, job.tokenizer.vocab),
       use_amp=config.use_amp,
       accumulation_steps=config.gradient_accumulation_steps)
+  devices = distribution_devices(config)
+  strategy = None
+  if devices:
+    _ensure_logical_cpus(devices)
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    logging.info("Training on %d replicas (%s); global batch %d, %d per "
+                 "replica.", len(devices), ", ".join(devices),
+                 config.train_batch_size,
+                 config.train_batch_size // len(devices))
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
+      train_distribute=strategy,
       session_config=session_config(config),
       tf_random_seed=config.seed,
       save_checkpoints_steps=config.save_checkpoints_steps,
@@ -460,6 +510,10 @@ def run(config):
   if uses_embedded_default(config):
     logging.info("No data or model given: using the embedded sample dataset "
                  "in %s with a tiny from-scratch BERT.", sample_data_dir())
+  devices = distribution_devices(config)
+  if devices:
+    # Before anything starts the TensorFlow runtime.
+    _ensure_logical_cpus(devices)
   job = Job(config)
   summary = {"output_dir": config.output_dir, "labels": job.labels}
 
