@@ -245,8 +245,11 @@ def validate_flags_or_throw():
 
 def config_from_flags():
   """NerConfig from the parsed flags (embedded-default settings applied)."""
+  # Fields without a flag (e.g. distribution_devices, for tests) keep their
+  # defaults.
   values = {field.name: FLAGS[field.name].value
-            for field in dataclasses.fields(train_lib.NerConfig)}
+            for field in dataclasses.fields(train_lib.NerConfig)
+            if field.name in FLAGS}
   if values["bucket_boundaries"]:
     values["bucket_boundaries"] = [int(v) for v in values["bucket_boundaries"]]
   config = train_lib.NerConfig(**values)

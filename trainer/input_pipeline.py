@@ -17,6 +17,7 @@ import collections
 import hashlib
 import json
 import os
+import time
 
 from absl import logging
 import tensorflow as tf
@@ -73,7 +74,9 @@ def write_features(windows, path):
   lengths, so reruns know the size of a cached file and can derive length
   buckets without reading it.
   """
-  tmp_path = path + ".tmp"
+  # Unique temporary name: several workers of one job may build the same
+  # cache file at once; each renames a complete file into place.
+  tmp_path = "%s.tmp-%d-%d" % (path, os.getpid(), int(time.time() * 1e6))
   count = 0
   histogram = collections.Counter()
   with tf.io.TFRecordWriter(tmp_path) as writer:
@@ -82,10 +85,11 @@ def write_features(windows, path):
       histogram[len(window.input_ids)] += 1
       count += 1
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
-  with tf.io.gfile.GFile(path + ".json", "w") as meta:
+  with tf.io.gfile.GFile(tmp_path + ".json", "w") as meta:
     json.dump({"num_windows": count,
                "length_histogram": {str(k): v for k, v in
                                     sorted(histogram.items())}}, meta)
+  tf.io.gfile.rename(tmp_path + ".json", path + ".json", overwrite=True)
   return count
 
 

@@ -389,7 +389,35 @@ def session_config(config):
   return proto
 
 
-def make_estimator(config, job, num_train_steps):
+def multi_worker_config():
+  """The parsed TF_CONFIG when it describes 2+ training workers, else None."""
+  tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  cluster = tf_config.get("cluster", {})
+  workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+  return tf_config if workers > 1 else None
+
+
+def make_strategy(config):
+  """The distribution strategy of the run, or None for one device.
+
+  Must run before anything starts the TensorFlow runtime: logical CPU
+  devices and multi-worker collectives are configured at startup.
+  """
+  if multi_worker_config():
+    logging.info("TF_CONFIG describes a multi-worker cluster: "
+                 "MultiWorkerMirroredStrategy.")
+    return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+  devices = distribution_devices(config)
+  if not devices:
+    return None
+  _ensure_logical_cpus(devices)
+  logging.info("Training on %d replicas (%s); global batch %d, %d per "
+               "replica.", len(devices), ", ".join(devices),
+               config.train_batch_size, config.train_batch_size // len(devices))
+  return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def make_estimator(config, job, num_train_steps, strategy=None):
   """An Estimator over `model.model_fn_builder` checkpointing to output_dir."""
   bert_config = modeling.BertConfig.from_json_file(job.bert_config_file)
   model_fn = model_lib.model_fn_builder(
@@ -403,15 +431,6 @@ def make_estimator(config, job, num_train_steps):
       head=head_config(config, job.tokenizer.vocab),
       use_amp=config.use_amp,
       accumulation_steps=config.gradient_accumulation_steps)
-  devices = distribution_devices(config)
-  strategy = None
-  if devices:
-    _ensure_logical_cpus(devices)
-    strategy = tf.distribute.MirroredStrategy(devices=devices)
-    logging.info("Training on %d replicas (%s); global batch %d, %d per "
-                 "replica.", len(devices), ", ".join(devices),
-                 config.train_batch_size,
-                 config.train_batch_size // len(devices))
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
       train_distribute=strategy,
@@ -510,10 +529,7 @@ def run(config):
   if uses_embedded_default(config):
     logging.info("No data or model given: using the embedded sample dataset "
                  "in %s with a tiny from-scratch BERT.", sample_data_dir())
-  devices = distribution_devices(config)
-  if devices:
-    # Before anything starts the TensorFlow runtime.
-    _ensure_logical_cpus(devices)
+  strategy = make_strategy(config) if config.do_train else None
   job = Job(config)
   summary = {"output_dir": config.output_dir, "labels": job.labels}
 
@@ -523,7 +539,7 @@ def run(config):
   else:
     train_path = None
   steps = num_steps(config, train_windows) if config.do_train else 1
-  estimator = make_estimator(config, job, steps)
+  estimator = make_estimator(config, job, steps, strategy)
   if not config.do_train and estimator.latest_checkpoint() is None:
     raise ValueError(
         "%s holds no checkpoint to evaluate, predict or export with; run "
@@ -538,8 +554,20 @@ def run(config):
     train_input_fn = input_fn_for(
         config, train_path, True,
         config.train_batch_size // config.gradient_accumulation_steps)
+    if multi_worker_config():
+      # Every worker runs this; RunConfig reads TF_CONFIG, only the chief
+      # writes checkpoints and summaries.
+      tf.estimator.train_and_evaluate(
+          estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=steps),
+          tf.estimator.EvalSpec(train_input_fn, steps=1))
+      if not estimator.config.is_chief:
+        logging.info("Worker %d of the job is done; the chief evaluates, "
+                     "predicts and exports.", estimator.config.task_id)
+        summary["train_steps"] = steps
+        return summary
     every = config.eval_every_steps if config.do_eval else 0
-    for stop in list(range(every, steps, every) if every else []) + [steps]:
+    for stop in (list(range(every, steps, every) if every else []) + [steps]
+                 if not multi_worker_config() else []):
       estimator.train(train_input_fn, max_steps=stop)
       if stop < steps:
         # Intermediate evaluation: logs F1 over training and, with
