@@ -132,6 +132,15 @@ def define_flags():
                        "Train on this many GPUs of this machine with "
                        "tf.distribute.MirroredStrategy (>= 2); "
                        "--train_batch_size stays the global batch.")
+  flags.DEFINE_bool("use_tpu", False,
+                    "Train, evaluate and predict on a Cloud TPU with "
+                    "TPUEstimator (fixed shapes; needs --tpu_name).")
+  flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address.")
+  flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU (optional).")
+  flags.DEFINE_string("gcp_project", None, "GCP project of the TPU (optional).")
+  flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (with --use_tpu).")
+  flags.DEFINE_integer("iterations_per_loop", 1000,
+                       "Steps per TPU host loop (with --use_tpu).")
   flags.DEFINE_bool("use_xla", defaults.use_xla,
                     "Compile the graph with XLA (auto-clustering); best on "
                     "GPU.")
@@ -213,6 +222,16 @@ def validate_flags_or_throw():
   if FLAGS.num_gpus > 1 and FLAGS.gradient_accumulation_steps > 1:
     raise ValueError("--gradient_accumulation_steps cannot be combined with "
                      "--num_gpus; raise the per-GPU batch or add GPUs.")
+  if FLAGS.use_tpu:
+    if not FLAGS.tpu_name:
+      raise ValueError("--use_tpu needs --tpu_name.")
+    if FLAGS.num_gpus > 1 or FLAGS.use_amp or FLAGS.gradient_accumulation_steps > 1:
+      raise ValueError("--use_tpu cannot be combined with --num_gpus, "
+                       "--use_amp or --gradient_accumulation_steps.")
+    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size"):
+      if FLAGS[name].value % FLAGS.num_tpu_cores:
+        raise ValueError("--%s=%d must be a multiple of --num_tpu_cores=%d."
+                         % (name, FLAGS[name].value, FLAGS.num_tpu_cores))
   if FLAGS.eval_every_steps < 0:
     raise ValueError("--eval_every_steps=%d must be >= 0."
                      % FLAGS.eval_every_steps)

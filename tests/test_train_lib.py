@@ -464,3 +464,26 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
     # rounding amplified by Adam.
     np.testing.assert_allclose(mirrored, one, rtol=0,
                                atol=1e-3 * np.abs(one).max())
+
+
+def test_tpu_estimator_path_without_tpu(workspace):
+  # The TPUEstimator code path (fixed shapes, padded eval/predict batches,
+  # TPUEstimatorSpec) with use_tpu=False, as on a machine without a TPU.
+  checkpoint = _write_tiny_checkpoint(workspace)
+  config = _config(workspace, tpu_estimator=True, init_checkpoint=checkpoint,
+                   do_train=True, do_eval=True, do_predict=True,
+                   do_export=True, eval_batch_size=4, predict_batch_size=4,
+                   num_tpu_cores=1, iterations_per_loop=2, num_train_steps=4)
+  summary = train_lib.run(config)
+  assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-4")
+  assert summary["eval"]["global_step"] == 4
+  assert 0.0 <= summary["eval"]["entity_f1"] <= 1.0
+  # 3 sentences in 4 windows padded to 2 full batches of 4: padding dropped.
+  assert summary["predict"]["sentences"] == 3
+  assert summary["predict"]["tokens"] == 30
+  served = tf.saved_model.load(summary["export"]).signatures[
+      "serving_default"]
+  result = served(input_ids=tf.constant([[2, 5, 6, 3]]),
+                  input_mask=tf.constant([[1, 1, 1, 1]]),
+                  segment_ids=tf.constant([[0, 0, 0, 0]]))
+  assert result["tags"].shape == (1, 4)

@@ -130,7 +130,7 @@ def parse_example(serialized):
 
 def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
                      fixed_length=False, bucket_boundaries=None, seed=None,
-                     shuffle_buffer=10000, cache=False):
+                     shuffle_buffer=10000, cache=False, pad_to_full_batches=None):
   """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
 
   Args:
@@ -150,6 +150,9 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
     seed: shuffle seed (None: random).
     cache: keep parsed windows in memory after the first pass (later epochs
       skip reading and parsing; needs RAM for the whole file).
+    pad_to_full_batches: the file's window count: append padding windows
+      (example_index -1, no labels, nothing scored) so every batch is full,
+      as TPUs need; consumers drop windows with example_index < 0.
     shuffle_buffer: windows held for shuffling.
   """
 
@@ -173,6 +176,16 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
       dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                                 reshuffle_each_iteration=True)
       dataset = dataset.repeat()
+    if pad_to_full_batches is not None and not is_training:
+      missing = -pad_to_full_batches % size
+      if missing:
+        padding = {key: tf.fill([2], tf.constant(schema.PADDING_VALUES[key],
+                                                 tf.int32))
+                   for key in schema.SEQUENCE_FEATURE_KEYS}
+        padding[schema.EXAMPLE_INDEX] = tf.constant(-1, tf.int32)
+        padding[schema.WINDOW_INDEX] = tf.constant(0, tf.int32)
+        dataset = dataset.concatenate(
+            tf.data.Dataset.from_tensors(padding).repeat(missing))
     length = max_seq_length if fixed_length else None
     padded_shapes = {key: [length] for key in schema.SEQUENCE_FEATURE_KEYS}
     padded_shapes.update({key: [] for key in schema.SCALAR_FEATURE_KEYS})
@@ -189,7 +202,8 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
     else:
       dataset = dataset.padded_batch(
           size, padded_shapes=padded_shapes, padding_values=padding_values,
-          drop_remainder=is_training and fixed_length)
+          drop_remainder=fixed_length and (
+              is_training or pad_to_full_batches is not None))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
   return input_fn

@@ -110,14 +110,15 @@ def word_start_mask(features, continuation_ids):
   return tf.logical_and(real, tf.logical_not(continuation))
 
 
-def bert_sequence_output(bert_config, is_training, features):
+def bert_sequence_output(bert_config, is_training, features,
+                         use_one_hot_embeddings=False):
   """float32 [B, T, H] from `modeling.BertModel` on the feature dict."""
   model = modeling.BertModel(
       config=bert_config, is_training=is_training,
       input_ids=features[schema.INPUT_IDS],
       input_mask=features[schema.INPUT_MASK],
       token_type_ids=features[schema.SEGMENT_IDS],
-      use_one_hot_embeddings=False)
+      use_one_hot_embeddings=use_one_hot_embeddings)
   return model.get_sequence_output()
 
 
@@ -221,7 +222,7 @@ def _crf_head(sequence_output, starts, label_names, head, is_training):
 
 
 def build_head(bert_config, label_names, features, is_training=False,
-               head=None):
+               head=None, use_one_hot_embeddings=False):
   """BERT + task head on a feature dict: the one definition of predictions.
 
   Used by the Estimator `model_fn` and by every exported signature, so
@@ -246,7 +247,8 @@ def build_head(bert_config, label_names, features, is_training=False,
   if head.kind not in HEADS:
     raise ValueError("Unknown head %r; allowed: %s." % (head.kind,
                                                         ", ".join(HEADS)))
-  sequence_output = bert_sequence_output(bert_config, is_training, features)
+  sequence_output = bert_sequence_output(bert_config, is_training, features,
+                                         use_one_hot_embeddings)
   if is_training and head.dropout:
     sequence_output = tf.nn.dropout(sequence_output, rate=head.dropout)
   with tf1.variable_scope(HEAD_SCOPE):
@@ -289,7 +291,7 @@ def masked_token_loss(logits, label_ids):
 
 def create_train_op(loss, variables, init_lr, num_train_steps,
                     num_warmup_steps, use_amp=False, accumulation_steps=1,
-                    loss_weight=None):
+                    loss_weight=None, cross_shard_sum=False, num_shards=1):
   """AdamW with linear warmup and decay, over exactly `variables`.
 
   The same schedule, update and clipping as `bert.optimization.
@@ -312,6 +314,9 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     loss_weight: float32 [], what `loss` is a mean over (labelled tokens);
       with accumulation, micro-batch gradients are weighted by it, so the
       update equals the one of the whole batch exactly.
+    cross_shard_sum: TPU: sum gradients over `num_shards` cores
+      (`CrossShardOptimizer`); each core's loss is scaled by 1 / num_shards.
+    num_shards: TPU cores.
 
   Returns:
     (train_op, learning_rate tensor).
@@ -341,6 +346,8 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
              else tf.cast(loss_weight, tf.float32))
     total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local)
     loss = loss * local / tf.maximum(total, 1e-9)
+  if cross_shard_sum and num_shards > 1:
+    loss = loss / num_shards
   if use_amp:
     loss_scale = optimization.DynamicLossScale()
     grads = tf.gradients(loss * loss_scale.scale, variables)
@@ -407,6 +414,10 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
       learning_rate=learning_rate_used, weight_decay_rate=WEIGHT_DECAY_RATE,
       beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
       exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
+  if cross_shard_sum:
+    # As google-research/bert on TPU: clip per core, sum across cores.
+    optimizer = tf1.tpu.CrossShardOptimizer(
+        optimizer, reduction=tf1.losses.Reduction.SUM)
 
   def apply_and_step():
     if use_amp and replicas == 1:
@@ -443,23 +454,32 @@ def _scale_gradient(grad, factor):
   return grad * factor
 
 
-def restore_and_select_trainable(init_checkpoint, freeze_bert):
+def restore_and_select_trainable(init_checkpoint, freeze_bert,
+                                 use_scaffold=False):
   """Initialises from a checkpoint and returns the variables to train.
 
   Args:
     init_checkpoint: path prefix of a BERT checkpoint, or None/"".
     freeze_bert: when True, train only variables NOT restored from the
       checkpoint (the head); when False, train everything.
+    use_scaffold: TPU: initialise inside a `scaffold_fn` (run on the host)
+      instead of in the model graph.
 
   Returns:
-    list of `tf.Variable` to train.
+    (list of `tf.Variable` to train, scaffold_fn or None).
   """
   tvars = tf1.trainable_variables()
   restored = {}
+  scaffold_fn = None
   if init_checkpoint:
     assignment_map, restored = modeling.get_assignment_map_from_checkpoint(
         tvars, init_checkpoint)
-    tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
+    if use_scaffold:
+      def scaffold_fn():
+        tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
+        return tf1.train.Scaffold()
+    else:
+      tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
   logging.info("**** Trainable Variables ****")
   trainable = []
   for var in tvars:
@@ -479,7 +499,7 @@ def restore_and_select_trainable(init_checkpoint, freeze_bert):
         "--nofreeze_bert." % init_checkpoint)
   logging.info("Training %d of %d variables (%d parameters).", len(trainable),
                len(tvars), sum(int(np.prod(v.shape)) for v in trainable))
-  return trainable
+  return trainable, scaffold_fn
 
 
 class EntityMetricAccumulator:
@@ -499,6 +519,8 @@ class EntityMetricAccumulator:
              pred_ids):
     """Adds one batch (numpy arrays [B] and [B, T]); returns 0 (for py_func)."""
     for i in range(len(example_index)):
+      if example_index[i] < 0:
+        continue  # a padding window (fixed-size TPU batches)
       self._windows.append({
           schema.EXAMPLE_INDEX: int(example_index[i]),
           schema.WORD_POSITIONS: word_positions[i].tolist(),
@@ -571,7 +593,8 @@ def entity_types_of(label_names):
 
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
-                     head=None, use_amp=False, accumulation_steps=1):
+                     head=None, use_amp=False, accumulation_steps=1,
+                     tpu_estimator=False, use_tpu=False, num_tpu_shards=1):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -584,27 +607,40 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     use_amp: dynamic loss scaling for float16 training (see
       `create_train_op`; the float16 graph rewrite is a session option).
     accumulation_steps: micro-batches per optimizer update.
+    tpu_estimator: return `TPUEstimatorSpec`s (for `TPUEstimator`; also with
+      use_tpu=False, which runs the same path on CPU/GPU).
+    use_tpu: on a TPU: one-hot embedding lookups, checkpoint init in a
+      `scaffold_fn`, cross-shard gradient sums, no string outputs.
+    num_tpu_shards: TPU cores the batch is split over.
   """
   label_names = list(label_names)
   entity_types = entity_types_of(label_names)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     is_training = mode == tf.estimator.ModeKeys.TRAIN
-    built = build_head(bert_config, label_names, features, is_training, head)
+    built = build_head(bert_config, label_names, features, is_training, head,
+                       use_one_hot_embeddings=use_tpu)
     outputs = built.outputs
-    trainable = restore_and_select_trainable(init_checkpoint, freeze_bert)
+    trainable, scaffold_fn = restore_and_select_trainable(
+        init_checkpoint, freeze_bert, use_scaffold=use_tpu)
     pred_ids = outputs[schema.OUTPUT_LABEL_IDS]
 
     if mode == tf.estimator.ModeKeys.PREDICT:
       predictions = dict(outputs)
-      export_outputs = {
-          schema.SERVING_DEFAULT_SIGNATURE:
-              tf.estimator.export.PredictOutput(dict(outputs))}
+      if tpu_estimator:
+        # TPUs return no strings; tags are rebuilt from ids on the host.
+        del predictions[schema.OUTPUT_TAGS]
       # Window bookkeeping rides along for merging (absent when serving).
       for key in (schema.EXAMPLE_INDEX, schema.WORD_POSITIONS,
                   schema.SCORE_MASK):
         if key in features:
           predictions[key] = features[key]
+      if tpu_estimator:
+        return tf1.estimator.tpu.TPUEstimatorSpec(
+            mode, predictions=predictions, scaffold_fn=scaffold_fn)
+      export_outputs = {
+          schema.SERVING_DEFAULT_SIGNATURE:
+              tf.estimator.export.PredictOutput(dict(outputs))}
       return tf.estimator.EstimatorSpec(mode, predictions=predictions,
                                         export_outputs=export_outputs)
 
@@ -616,26 +652,48 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                                      num_train_steps, num_warmup_steps,
                                      use_amp=use_amp,
                                      accumulation_steps=accumulation_steps,
-                                     loss_weight=tf.reduce_sum(loss_weights))
-      tf1.summary.scalar("learning_rate", lr)
+                                     loss_weight=tf.reduce_sum(loss_weights),
+                                     cross_shard_sum=use_tpu,
+                                     num_shards=num_tpu_shards)
+      if not use_tpu:  # summaries on a TPU need a host_call
+        tf1.summary.scalar("learning_rate", lr)
       hooks = [ProgressHook(loss, num_train_steps,
                             (params or {}).get("train_batch_size", 0))]
+      if tpu_estimator:
+        return tf1.estimator.tpu.TPUEstimatorSpec(
+            mode, loss=loss, train_op=train_op, scaffold_fn=scaffold_fn,
+            training_hooks=hooks)
       return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
                                         training_hooks=hooks)
 
-    scored = tf.cast(tf.logical_and(features[schema.SCORE_MASK] > 0,
-                                    label_ids >= 0), tf.float32)
-    accumulator = EntityMetricAccumulator(label_names)
-    eval_metric_ops = entity_metric_ops(accumulator, entity_types, features,
-                                        pred_ids)
-    # Estimator's "loss" averages batch means, so it depends on batching;
-    # token_loss is the mean over all labelled positions.
-    eval_metric_ops["token_loss"] = tf1.metrics.mean(loss_values,
-                                                     weights=loss_weights)
-    eval_metric_ops["token_accuracy"] = tf1.metrics.accuracy(
-        labels=tf.maximum(label_ids, 0), predictions=pred_ids, weights=scored)
+    def metric_fn(example_index, word_positions, score_mask, gold_ids,
+                  predicted_ids, values, weights):
+      batch = {schema.EXAMPLE_INDEX: example_index,
+               schema.WORD_POSITIONS: word_positions,
+               schema.SCORE_MASK: score_mask, schema.LABEL_IDS: gold_ids}
+      accumulator = EntityMetricAccumulator(label_names)
+      metrics = entity_metric_ops(accumulator, entity_types, batch,
+                                  predicted_ids)
+      # Estimator's "loss" averages batch means, so it depends on batching;
+      # token_loss is the mean over all labelled positions.
+      metrics["token_loss"] = tf1.metrics.mean(values, weights=weights)
+      scored = tf.cast(tf.logical_and(score_mask > 0, gold_ids >= 0),
+                       tf.float32)
+      metrics["token_accuracy"] = tf1.metrics.accuracy(
+          labels=tf.maximum(gold_ids, 0), predictions=predicted_ids,
+          weights=scored)
+      return metrics
+
+    metric_args = [features[schema.EXAMPLE_INDEX],
+                   features[schema.WORD_POSITIONS],
+                   features[schema.SCORE_MASK], label_ids, pred_ids,
+                   loss_values, loss_weights]
+    if tpu_estimator:
+      return tf1.estimator.tpu.TPUEstimatorSpec(
+          mode, loss=loss, eval_metrics=(metric_fn, metric_args),
+          scaffold_fn=scaffold_fn)
     return tf.estimator.EstimatorSpec(mode, loss=loss,
-                                      eval_metric_ops=eval_metric_ops)
+                                      eval_metric_ops=metric_fn(*metric_args))
 
   return model_fn
 

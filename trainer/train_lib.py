@@ -84,6 +84,14 @@ class NerConfig:
   use_xla: bool = False
   gradient_accumulation_steps: int = 1
   num_gpus: int = 0
+  use_tpu: bool = False
+  tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  num_tpu_cores: int = 8
+  iterations_per_loop: int = 1000
+  # TPUEstimator code path without a TPU (tests); implied by use_tpu.
+  tpu_estimator: bool = False
   # Explicit devices for MirroredStrategy (e.g. ["/cpu:0", "/cpu:1"] in
   # tests); default: the first num_gpus GPUs when num_gpus > 1.
   distribution_devices: Optional[list] = None
@@ -296,6 +304,10 @@ class Job:
     return path, count
 
 
+def uses_tpu_estimator(config):
+  return config.use_tpu or config.tpu_estimator
+
+
 def input_fn_for(config, path, is_training, batch_size):
   """Input function for a cached features file, with the run's padding mode.
 
@@ -305,7 +317,8 @@ def input_fn_for(config, path, is_training, batch_size):
   batch is padded to max_seq_length, as in google-research/bert.
   """
   boundaries = None
-  if config.bucketing:
+  tpu_path = uses_tpu_estimator(config)
+  if config.bucketing and not tpu_path:
     boundaries = config.bucket_boundaries
     if not boundaries:
       meta = input_pipeline.read_feature_meta(path)
@@ -316,9 +329,12 @@ def input_fn_for(config, path, is_training, batch_size):
   return input_pipeline.input_fn_builder(
       path, is_training=is_training, batch_size=batch_size,
       max_seq_length=config.max_seq_length,
-      fixed_length=not config.bucketing, bucket_boundaries=boundaries,
+      fixed_length=tpu_path or not config.bucketing,
+      bucket_boundaries=boundaries,
       seed=config.seed if is_training else None,
-      cache=config.cache and is_training)
+      cache=config.cache and is_training,
+      pad_to_full_batches=(input_pipeline.read_feature_count(path)
+                           if tpu_path else None))
 
 
 def num_steps(config, num_train_windows):
@@ -417,6 +433,31 @@ def make_strategy(config):
   return tf.distribute.MirroredStrategy(devices=devices)
 
 
+def _tpu_estimator(config, model_fn):
+  """TPUEstimator (google-research/bert's TPU setup); runs without a TPU too."""
+  cluster = None
+  if config.use_tpu:
+    cluster = tf1.distribute.cluster_resolver.TPUClusterResolver(
+        config.tpu_name, zone=config.tpu_zone, project=config.gcp_project)
+  run_config = tf1.estimator.tpu.RunConfig(
+      cluster=cluster, model_dir=config.output_dir,
+      tf_random_seed=config.seed,
+      save_checkpoints_steps=config.save_checkpoints_steps,
+      keep_checkpoint_max=config.keep_checkpoint_max,
+      tpu_config=tf1.estimator.tpu.TPUConfig(
+          iterations_per_loop=config.iterations_per_loop,
+          num_shards=config.num_tpu_cores,
+          per_host_input_for_training=(
+              tf1.estimator.tpu.InputPipelineConfig.PER_HOST_V2)))
+  return tf1.estimator.tpu.TPUEstimator(
+      use_tpu=config.use_tpu, model_fn=model_fn, config=run_config,
+      train_batch_size=config.train_batch_size,
+      eval_batch_size=config.eval_batch_size,
+      predict_batch_size=config.predict_batch_size,
+      params={"train_batch_size": config.train_batch_size},
+      export_to_tpu=False)
+
+
 def make_estimator(config, job, num_train_steps, strategy=None):
   """An Estimator over `model.model_fn_builder` checkpointing to output_dir."""
   bert_config = modeling.BertConfig.from_json_file(job.bert_config_file)
@@ -430,7 +471,11 @@ def make_estimator(config, job, num_train_steps, strategy=None):
       freeze_bert=config.freeze_bert,
       head=head_config(config, job.tokenizer.vocab),
       use_amp=config.use_amp,
-      accumulation_steps=config.gradient_accumulation_steps)
+      accumulation_steps=config.gradient_accumulation_steps,
+      tpu_estimator=uses_tpu_estimator(config), use_tpu=config.use_tpu,
+      num_tpu_shards=config.num_tpu_cores if config.use_tpu else 1)
+  if uses_tpu_estimator(config):
+    return _tpu_estimator(config, model_fn)
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
       train_distribute=strategy,
@@ -466,6 +511,8 @@ def predict_split(config, job, estimator, split):
   for batch in estimator.predict(input_fn, predict_keys=keys, hooks=hooks,
                                  yield_single_examples=False):
     for row in range(len(batch[schema.EXAMPLE_INDEX])):
+      if batch[schema.EXAMPLE_INDEX][row] < 0:
+        continue  # padding window (fixed-size TPU batches)
       outputs.append({
           schema.EXAMPLE_INDEX: batch[schema.EXAMPLE_INDEX][row],
           schema.WORD_POSITIONS: batch[schema.WORD_POSITIONS][row],
@@ -499,10 +546,12 @@ def evaluate(config, job, estimator):
   eval_path, eval_windows = job.features_file("dev")
   logging.info("***** Evaluating: %d windows from %s *****", eval_windows,
                job.files["dev"])
+  batches = math.ceil(eval_windows / config.eval_batch_size)
   results = estimator.evaluate(
       input_fn_for(config, eval_path, False, config.eval_batch_size),
-      hooks=[model_lib.BatchProgressHook(
-          "eval", math.ceil(eval_windows / config.eval_batch_size))])
+      # TPUs need a step count; the padded file has exactly this many.
+      steps=batches if uses_tpu_estimator(config) else None,
+      hooks=[model_lib.BatchProgressHook("eval", batches)])
   results = {key: value.item() if hasattr(value, "item") else value
              for key, value in results.items()}
   write_key_values(results, os.path.join(config.output_dir,
