@@ -97,6 +97,15 @@ def _config(workspace, **overrides):
   return train_lib.NerConfig(**settings)
 
 
+def _no_dropout_bert_config(workspace):
+  """The tiny config without dropout, for runs that must match exactly."""
+  path = workspace["tmp"] / "bert_config_nodrop.json"
+  path.write_text(json.dumps(dict(
+      TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
+      attention_probs_dropout_prob=0.0)))
+  return path
+
+
 def _write_tiny_checkpoint(workspace):
   """A 'pre-trained' BERT checkpoint with random weights, as Google's layout."""
   prefix = str(workspace["tmp"] / "ckpt" / "bert_model.ckpt")
@@ -381,10 +390,7 @@ def test_crf_export_serves_viterbi_tags_equal_to_do_predict(workspace):
 
 
 def test_gradient_accumulation_matches_large_batch(workspace):
-  no_dropout = dict(TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
-                    attention_probs_dropout_prob=0.0)
-  config_path = workspace["tmp"] / "bert_config_nodrop.json"
-  config_path.write_text(json.dumps(no_dropout))
+  config_path = _no_dropout_bert_config(workspace)
   finals = {}
   for name, accumulation in (("big_batch", 1), ("accumulated", 4)):
     config = _config(workspace, output_dir=str(workspace["tmp"] / name),
@@ -435,10 +441,7 @@ train_lib.run(config)
 def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
-  no_dropout = dict(TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
-                    attention_probs_dropout_prob=0.0)
-  config_path = workspace["tmp"] / "bert_config_nodrop.json"
-  config_path.write_text(json.dumps(no_dropout))
+  config_path = _no_dropout_bert_config(workspace)
   results = {}
   for name, devices in (("one", None), ("mirrored", ["/cpu:0", "/cpu:1"])):
     config = _config(workspace, output_dir=str(workspace["tmp"] / name),
