@@ -20,6 +20,7 @@ from trainer import crf as crf_lib
 from trainer import features as features_lib
 from trainer import metrics as metrics_lib
 from trainer import schema
+from trainer import tag_schemes
 from trainer import optimization
 from trainer.tf_compat import modeling
 
@@ -584,11 +585,8 @@ def entity_metric_ops(accumulator, entity_types, features, pred_ids):
 
 def entity_types_of(label_names):
   """Sorted entity types in a label list: ["O","B-PER","I-LOC"] -> ["LOC","PER"]."""
-  types = set()
-  for label in label_names:
-    if label != schema.OUTSIDE_TAG and "-" in label:
-      types.add(label.split("-", 1)[1])
-  return sorted(types)
+  return sorted({tag_schemes.split_tag(label)[1] for label in label_names}
+                - {None})
 
 
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,

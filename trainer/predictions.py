@@ -21,15 +21,17 @@ Example: tokens ["John", "lives", "in", "New", "York"], tags
 import json
 import unicodedata
 
+from trainer import readers
 from trainer import tag_schemes
 
 
 def _is_cjk_or_punct(token):
+  # One CJK ideograph (the readers' BERT ranges), CJK symbol, full-width
+  # form, or punctuation mark: Chinese text puts no space around them.
   if len(token) != 1:
     return False
   codepoint = ord(token)
-  return (0x4E00 <= codepoint <= 0x9FFF or 0x3400 <= codepoint <= 0x4DBF
-          or 0xF900 <= codepoint <= 0xFAFF or 0x20000 <= codepoint <= 0x2FA1F
+  return (readers.is_chinese_char(codepoint)
           or 0x3000 <= codepoint <= 0x303F or 0xFF00 <= codepoint <= 0xFFEF
           or unicodedata.category(token).startswith("P"))
 

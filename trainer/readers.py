@@ -357,7 +357,7 @@ def read_jsonl(path: str) -> list[Sentence]:
   return _check_not_empty(sentences, path)
 
 
-def _is_chinese_char(codepoint: int) -> bool:
+def is_chinese_char(codepoint: int) -> bool:
   """CJK ideograph test; the ranges of BERT's `_is_chinese_char`."""
   return (0x4E00 <= codepoint <= 0x9FFF or 0x3400 <= codepoint <= 0x4DBF or
           0x20000 <= codepoint <= 0x2A6DF or 0x2A700 <= codepoint <= 0x2B73F or
@@ -390,7 +390,7 @@ def default_word_splitter(text: str) -> list[str]:
       if current:
         words.append("".join(current))
         current = []
-    elif _is_chinese_char(ord(character)) or _is_punctuation(character):
+    elif is_chinese_char(ord(character)) or _is_punctuation(character):
       if current:
         words.append("".join(current))
         current = []
