@@ -64,6 +64,27 @@ SEP_TOKEN = "[SEP]"
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
 SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, "[MASK]")
+CONTINUATION_PREFIX = "##"
+
+
+def is_special_piece(piece: str) -> bool:
+  """True for BERT's bracketed control pieces: "[CLS]", "[PAD]", "[unused7]".
+
+  Example: "[SEP]" -> True, "[UNK]" -> True, "[" -> False, "john" -> False.
+  """
+  return piece in SPECIAL_TOKENS or (
+      len(piece) > 2 and piece.startswith("[") and piece.endswith("]"))
+
+
+def is_ordinary_piece(piece: str) -> bool:
+  """True for a vocab entry that can start a word: not special, not "##...".
+
+  The one definition of an "ordinary" word-piece, used to detect character
+  vocabs and to derive word starts from ids.
+  Example: "the" -> True, "##s" -> False, "[CLS]" -> False, "的" -> True.
+  """
+  return not is_special_piece(piece) and not piece.startswith(
+      CONTINUATION_PREFIX)
 
 # --- Labels -------------------------------------------------------------------
 OUTSIDE_TAG = "O"
@@ -96,6 +117,12 @@ NO_TOKEN_TAG = ""
 # Tokenizer kinds recorded in ner_config.json ("tokenizer").
 CHAR_TOKENIZER = "char"            # one character = one token (Chinese)
 WORDPIECE_TOKENIZER = "wordpiece"  # words split into word-pieces
+
+# Default pieces between window starts of long sentences (--doc_stride).
+DEFAULT_DOC_STRIDE = 64
+
+# Largest gRPC message the client sends/receives and the server accepts.
+MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # TensorFlow Serving's default ports.
 DEFAULT_GRPC_PORT = 8500
