@@ -20,9 +20,16 @@ setuptools.setup(
         "numpy>=1.23,<2",
         "seqeval==1.2.2",
         "safetensors>=0.4",
+        # report.html's training curves (SVG), written by every --do_eval.
+        "matplotlib>=3.5",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # selenium drives Debian's chromium + chromium-driver in the browser
+        # tests (tests/browser.py); they skip when either is missing.
+        "test": ["pytest>=7", "selenium>=4.11"],
+        # bench/vs_pytorch.py's peer (PyTorch + HF transformers); never
+        # needed by the trainer.
+        "bench": ["torch==2.13.0", "transformers==5.24.0"],
     },
     entry_points={
         "console_scripts": [

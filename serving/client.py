@@ -7,26 +7,12 @@
 
 `start`/`end` are character offsets into the text (`end` exclusive).
 
-No train/serve skew: texts are split into words with the trainer's
-`readers.default_word_splitter`, into word-pieces and windows with
-`features.convert_sentence` (long texts become overlapping windows), window
-outputs are merged with `features.merge_window_outputs`, and entities come
-from `predictions.sentence_record`: the code `run_ner.py --do_predict` runs.
+The client turns texts into requests and answers into entities with the
+trainer's own code (`serving.request_codec`: no train/serve skew) and sends
+them through a transport (`serving.transports`: gRPC, REST or in process).
 Vocab, labels and settings come from the export's assets (`export_dir`) or
 are given as paths. With `signature="predict_text"` (character-level models)
 the server does the tokenization and the client needs no assets.
-
-Transports (one `predict(signature_name, inputs) -> outputs` method, numpy
-arrays in and out):
-
-  `GrpcTransport`        TF Serving's gRPC `PredictionService/Predict`
-  `RestTransport`        TF Serving's `POST /v1/models/<name>:predict`
-  `SavedModelTransport`  calls the SavedModel in this process (tests, bench)
-
-Request building and response parsing are pure functions (`build_windows`,
-`window_inputs`, `build_predict_request`, `build_rest_body`,
-`parse_rest_outputs`, `records_from_window_outputs`, `records_from_text_outputs`,
-`entities_from_record`) tested without a server.
 
 CLI (JSON lines out, one object per text)::
 
@@ -35,454 +21,43 @@ CLI (JSON lines out, one object per text)::
 """
 
 import argparse
-import base64
 import json
 import os
-import re
 import sys
-import time
-import urllib.error
-import urllib.request
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from trainer import features as features_lib
-from trainer import predictions as predictions_lib
-from trainer import readers
+from serving import request_codec
+from serving import transports
+from trainer import export_versions
 from trainer import schema
 
-GRPC = "grpc"
-REST = "rest"
-PROTOCOLS = (GRPC, REST)
+# The transports and the error, as `serving.client` names them.
+GRPC = transports.GRPC
+REST = transports.REST
+PROTOCOLS = transports.PROTOCOLS
+PredictionError = transports.PredictionError
+GrpcTransport = transports.GrpcTransport
+RestTransport = transports.RestTransport
+SavedModelTransport = transports.SavedModelTransport
+
 CLIENT_SIGNATURES = (schema.SERVING_DEFAULT_SIGNATURE,
                      schema.PREDICT_EXAMPLES_SIGNATURE,
                      schema.PREDICT_TEXT_SIGNATURE)
-# gRPC's default 4 MiB message limit is too small for large batches of logits.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-class PredictionError(RuntimeError):
-  """A request the server answered with an error (or never answered).
+def read_export_assets(export_dir: str) -> Tuple[str, str, Dict[str, Any]]:
+  """Returns (vocab_file, labels_file, ner_config dict) of an export.
 
-  Attributes:
-    code: gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE",
-      ...), also for REST (from the HTTP status).
+  Example: "out/export" with versions 1 and 3 -> ("out/export/3/assets/
+  vocab.txt", "out/export/3/assets/labels.txt", {"max_seq_length": 128, ...}).
   """
-
-  def __init__(self, code, message):
-    super().__init__("%s: %s" % (code, message))
-    self.code = code
-    self.message = message
-
-
-# --- Assets -------------------------------------------------------------------
-
-
-def latest_version_dir(export_dir):
-  """`export_dir` itself when it holds a SavedModel, else its highest version.
-
-  Example: "out/export" with versions 1 and 3 -> "out/export/3".
-  """
-  if os.path.exists(os.path.join(export_dir, "saved_model.pb")):
-    return export_dir
-  versions = [int(name) for name in (os.listdir(export_dir)
-                                     if os.path.isdir(export_dir) else [])
-              if re.fullmatch(r"\d+", name)]
-  if not versions:
-    raise ValueError("%s holds no saved_model.pb and no numbered version "
-                     "folder; pass the --export_dir that run_ner.py "
-                     "--do_export wrote." % export_dir)
-  return os.path.join(export_dir, str(max(versions)))
-
-
-def read_export_assets(export_dir):
-  """Returns (vocab_file, labels_file, ner_config dict) of an export."""
-  version_dir = latest_version_dir(export_dir)
+  version_dir = export_versions.latest_version_dir(export_dir)
   with open(os.path.join(version_dir, schema.ASSETS_EXTRA_DIRNAME,
                          schema.NER_CONFIG_FILENAME), encoding="utf-8") as f:
     ner_config = json.load(f)
   assets = os.path.join(version_dir, schema.ASSETS_DIRNAME)
   return (os.path.join(assets, schema.VOCAB_FILENAME),
           os.path.join(assets, schema.LABELS_FILENAME), ner_config)
-
-
-# --- Pure request building and response parsing ---------------------------------
-
-
-def sentences_from_texts(texts, word_splitter=None):
-  """Splits texts into words like `readers.read_text` does.
-
-  Returns:
-    list of `readers.Sentence` (tags None, `text` and `char_spans` set); a text
-    without words gives a sentence with no tokens.
-
-  Example: ["张三 去了"] -> [Sentence(("张", "三", "去", "了"), None,
-      "text 0", "张三 去了", ((0, 1), (1, 2), (3, 4), (4, 5)))]
-  """
-  splitter = word_splitter or readers.default_word_splitter
-  sentences = []
-  for index, text in enumerate(texts):
-    if not isinstance(text, str):
-      raise ValueError("Text %d is %s, not str: %r"
-                       % (index, type(text).__name__, text))
-    where = "text %d" % index
-    tokens = tuple(splitter(text))
-    sentences.append(readers.Sentence(
-        tokens=tokens, tags=None, source=where, text=text,
-        char_spans=readers.token_char_spans(text, tokens, where)))
-  return sentences
-
-
-def build_windows(sentences, tokenizer, max_seq_length, doc_stride):
-  """`features.convert_sentence` for every sentence with words.
-
-  Returns:
-    list of `features.WindowFeatures`; `example_index` = sentence index.
-  """
-  windows = []
-  for index, sentence in enumerate(sentences):
-    if sentence.tokens:
-      windows.extend(features_lib.convert_sentence(
-          sentence.tokens, None, index, tokenizer, max_seq_length,
-          doc_stride))
-  return windows
-
-
-def window_inputs(windows, signature_name=schema.SERVING_DEFAULT_SIGNATURE):
-  """Model inputs for a batch of windows.
-
-  Returns:
-    serving_default: {input_ids, input_mask, segment_ids: int32 [B, T]}
-      padded with `schema.PADDING_VALUES` to the longest window;
-    predict_examples: {examples: object [B] of serialized tf.Example bytes
-      holding input_ids, input_mask, segment_ids and word_positions, so heads
-      that decode per word (CRF) see exactly the training word starts}.
-
-  Example: windows with input_ids (2, 7, 3) and (2, 3) ->
-      input_ids [[2, 7, 3], [2, 3, 0]], input_mask [[1, 1, 1], [1, 1, 0]].
-  """
-  if signature_name == schema.PREDICT_EXAMPLES_SIGNATURE:
-    # Imported here: tf.train.Example lives in TensorFlow's protos.
-    from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-    from tensorflow.core.example import feature_pb2  # pylint: disable=g-import-not-at-top
-    serialized = []
-    for window in windows:
-      example = example_pb2.Example(features=feature_pb2.Features(feature={
-          key: feature_pb2.Feature(int64_list=feature_pb2.Int64List(
-              value=getattr(window, key)))
-          for key in schema.MODEL_INPUT_KEYS + (schema.WORD_POSITIONS,)}))
-      serialized.append(example.SerializeToString())
-    return {schema.EXAMPLES_INPUT_KEY: np.array(serialized, dtype=object)}
-  if signature_name != schema.SERVING_DEFAULT_SIGNATURE:
-    raise ValueError("window_inputs builds %s or %s inputs, not %r."
-                     % (schema.SERVING_DEFAULT_SIGNATURE,
-                        schema.PREDICT_EXAMPLES_SIGNATURE, signature_name))
-  length = max((len(window.input_ids) for window in windows), default=0)
-  inputs = {}
-  for key in schema.MODEL_INPUT_KEYS:
-    array = np.full([len(windows), length], schema.PADDING_VALUES[key],
-                    np.int32)
-    for row, window in enumerate(windows):
-      values = getattr(window, key)
-      array[row, :len(values)] = values
-    inputs[key] = array
-  return inputs
-
-
-def build_predict_request(inputs, model_name, signature_name, version=None):
-  """A `tensorflow_serving.apis.predict_pb2.PredictRequest` for `inputs`."""
-  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  request = predict_pb2.PredictRequest()
-  request.model_spec.name = model_name
-  request.model_spec.signature_name = signature_name
-  if version is not None:
-    request.model_spec.version.value = int(version)
-  for key, value in inputs.items():
-    request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-  return request
-
-
-def parse_predict_response(response):
-  """{output key: numpy array} of a gRPC `PredictResponse`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
-
-
-def _json_value(array):
-  if array.dtype == object or array.dtype.kind == "S":
-    def encode(value):
-      if isinstance(value, bytes):
-        try:
-          return value.decode("utf-8")
-        except UnicodeDecodeError:
-          return {"b64": base64.b64encode(value).decode("ascii")}
-      return value
-    return np.vectorize(encode, otypes=[object])(array).tolist() \
-        if array.size else array.tolist()
-  return array.tolist()
-
-
-def build_rest_body(inputs, signature_name):
-  """TF Serving REST body, columnar ("inputs") format.
-
-  Bytes that are not UTF-8 (serialized tf.Examples) are sent as {"b64": ...},
-  as TF Serving's REST API expects.
-
-  Example: {"input_ids": int32 [[2, 3]]} -> {"signature_name": "serving_default",
-      "inputs": {"input_ids": [[2, 3]]}}
-  """
-  body = {"signature_name": signature_name, "inputs": {}}
-  for key, value in inputs.items():
-    array = np.asarray(value)
-    if array.dtype == object and key == schema.EXAMPLES_INPUT_KEY:
-      body["inputs"][key] = [{"b64": base64.b64encode(v).decode("ascii")}
-                             for v in array.tolist()]
-    else:
-      body["inputs"][key] = _json_value(array)
-  return body
-
-
-def parse_rest_outputs(response_body):
-  """{output key: numpy array} of a REST predict answer (columnar format).
-
-  Strings come back as str; they become bytes, as over gRPC.
-  """
-  outputs = response_body.get("outputs")
-  if outputs is None:
-    raise PredictionError("INTERNAL", "REST answer has no 'outputs': %s"
-                          % str(response_body)[:200])
-  if not isinstance(outputs, dict):
-    raise PredictionError("INTERNAL", "REST answer has one unnamed output; "
-                          "expected named outputs")
-  parsed = {}
-  for key, value in outputs.items():
-    array = np.array(value)
-    if array.dtype.kind == "U":
-      array = np.vectorize(lambda s: s.encode("utf-8"),
-                           otypes=[object])(array)
-    parsed[key] = array
-  return parsed
-
-
-def window_outputs_for_merge(windows, outputs):
-  """Per-window dicts for `features.merge_window_outputs`.
-
-  Args:
-    windows: the `WindowFeatures` of one request, in order.
-    outputs: {label_ids: int [B, T], scores: float [B, T], ...}.
-  """
-  label_ids = np.asarray(outputs[schema.OUTPUT_LABEL_IDS])
-  scores = np.asarray(outputs[schema.OUTPUT_SCORES])
-  if label_ids.shape[0] != len(windows):
-    raise PredictionError("INTERNAL", "sent %d windows, got %d rows back"
-                          % (len(windows), label_ids.shape[0]))
-  merged_inputs = []
-  for row, window in enumerate(windows):
-    length = len(window.input_ids)
-    merged_inputs.append({
-        schema.EXAMPLE_INDEX: window.example_index,
-        schema.WORD_POSITIONS: window.word_positions,
-        schema.SCORE_MASK: window.score_mask,
-        "label_id": label_ids[row, :length].tolist(),
-        "score": scores[row, :length].tolist(),
-    })
-  return merged_inputs
-
-
-def records_from_window_outputs(sentences, window_outputs, label_names):
-  """`predictions.sentence_record` per sentence from merged window outputs."""
-  with_words = [index for index, s in enumerate(sentences) if s.tokens]
-  dense = {sentence: i for i, sentence in enumerate(with_words)}
-  renumbered = [dict(output, **{schema.EXAMPLE_INDEX:
-                                dense[output[schema.EXAMPLE_INDEX]]})
-                for output in window_outputs]
-  merged = features_lib.merge_window_outputs(
-      renumbered, [len(sentences[i].tokens) for i in with_words])
-  records = [predictions_lib.sentence_record(s, [], [])
-             for s in sentences]
-  for index, values in zip(with_words, merged):
-    tags = [label_names[label_id] for label_id in values["label_id"]]
-    records[index] = predictions_lib.sentence_record(
-        sentences[index], tags, values["score"])
-  return records
-
-
-def records_from_text_outputs(texts, outputs):
-  """`predictions.sentence_record` per text from predict_text outputs.
-
-  Characters whose tag is `schema.NO_TOKEN_TAG` (whitespace) are not tokens,
-  exactly as `readers.default_word_splitter` drops whitespace.
-  """
-  tags = np.asarray(outputs[schema.OUTPUT_TAGS])
-  scores = np.asarray(outputs[schema.OUTPUT_SCORES])
-  lengths = np.asarray(outputs[schema.OUTPUT_LENGTHS])
-  records = []
-  for row, text in enumerate(texts):
-    if int(lengths[row]) != len(text):
-      raise PredictionError("INTERNAL", "text %d has %d characters but the "
-                            "server counted %d" % (row, len(text),
-                                                   int(lengths[row])))
-    positions, row_tags, row_scores = [], [], []
-    for position in range(len(text)):
-      tag = tags[row, position]
-      tag = tag.decode("utf-8") if isinstance(tag, bytes) else str(tag)
-      if tag != schema.NO_TOKEN_TAG:
-        positions.append(position)
-        row_tags.append(tag)
-        row_scores.append(float(scores[row, position]))
-    sentence = readers.Sentence(
-        tokens=tuple(text[p] for p in positions), tags=None,
-        source="text %d" % row, text=text,
-        char_spans=tuple((p, p + 1) for p in positions))
-    records.append(predictions_lib.sentence_record(sentence, row_tags,
-                                                   row_scores))
-  return records
-
-
-def entities_from_record(record):
-  """Client entities: type, text, character start/end, score.
-
-  Example: {"entities": [{"type": "LOC", "text": "北京", "start": 3, "end": 5,
-      "char_start": 3, "char_end": 5, "score": 0.9}]} ->
-      [{"type": "LOC", "text": "北京", "start": 3, "end": 5, "score": 0.9}]
-  """
-  return [{"type": entity["type"], "text": entity["text"],
-           "start": entity["char_start"], "end": entity["char_end"],
-           "score": entity["score"]} for entity in record["entities"]]
-
-
-def batches(items, batch_size):
-  """Consecutive slices of at most `batch_size` items."""
-  return [items[start:start + batch_size]
-          for start in range(0, len(items), batch_size)]
-
-
-# --- Transports -----------------------------------------------------------------
-
-
-def _with_retries(call, max_retries, backoff_s, is_retryable):
-  """Runs `call()`; retries up to `max_retries` times with exponential backoff."""
-  attempt = 0
-  while True:
-    try:
-      return call()
-    except PredictionError as error:
-      if attempt >= max_retries or not is_retryable(error):
-        raise
-      time.sleep(backoff_s * (2 ** attempt))
-      attempt += 1
-
-
-class GrpcTransport:
-  """TF Serving's gRPC PredictionService (one channel, reused)."""
-
-  def __init__(self, target, model_name, timeout_s, max_retries, backoff_s,
-               version=None):
-    import grpc  # pylint: disable=g-import-not-at-top
-    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
-    self._grpc = grpc
-    self._channel = grpc.insecure_channel(target, options=[
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
-    self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
-        self._channel)
-    self._model_name = model_name
-    self._version = version
-    self._timeout_s = timeout_s
-    self._max_retries = max_retries
-    self._backoff_s = backoff_s
-
-  def predict(self, signature_name, inputs):
-    """One Predict RPC with a `timeout_s` deadline; retries on UNAVAILABLE."""
-    request = build_predict_request(inputs, self._model_name, signature_name,
-                                    self._version)
-
-    def call():
-      try:
-        return self._stub.Predict(request, timeout=self._timeout_s)
-      except self._grpc.RpcError as error:
-        raise PredictionError(error.code().name, error.details()) from None
-
-    response = _with_retries(call, self._max_retries, self._backoff_s,
-                             lambda error: error.code == "UNAVAILABLE")
-    return parse_predict_response(response)
-
-  def close(self):
-    self._channel.close()
-
-
-_HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
-               429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
-               503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-
-
-class RestTransport:
-  """TF Serving's REST predict endpoint over urllib (no extra dependency)."""
-
-  def __init__(self, target, model_name, timeout_s, max_retries, backoff_s,
-               version=None):
-    base = target if "://" in target else "http://" + target
-    path = "/v1/models/%s" % model_name
-    if version is not None:
-      path += "/versions/%d" % int(version)
-    self.url = base.rstrip("/") + path + ":predict"
-    self._timeout_s = timeout_s
-    self._max_retries = max_retries
-    self._backoff_s = backoff_s
-
-  def predict(self, signature_name, inputs):
-    """One POST with a `timeout_s` timeout; retries on 503 / refused."""
-    data = json.dumps(build_rest_body(inputs, signature_name)).encode("utf-8")
-
-    def call():
-      request = urllib.request.Request(
-          self.url, data=data, headers={"Content-Type": "application/json"})
-      try:
-        with urllib.request.urlopen(request, timeout=self._timeout_s) as reply:
-          return json.loads(reply.read().decode("utf-8"))
-      except urllib.error.HTTPError as error:
-        try:
-          message = json.loads(error.read().decode("utf-8")).get("error", "")
-        except ValueError:
-          message = error.reason
-        raise PredictionError(_HTTP_CODES.get(error.code, "UNKNOWN"),
-                              message) from None
-      except (urllib.error.URLError, ConnectionError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-          raise PredictionError("DEADLINE_EXCEEDED", str(reason)) from None
-        raise PredictionError("UNAVAILABLE", str(reason)) from None
-      except TimeoutError as error:
-        raise PredictionError("DEADLINE_EXCEEDED", str(error)) from None
-
-    body = _with_retries(call, self._max_retries, self._backoff_s,
-                         lambda error: error.code == "UNAVAILABLE")
-    return parse_rest_outputs(body)
-
-  def close(self):
-    pass
-
-
-class SavedModelTransport:
-  """Calls an export's signatures in this process (no RPC)."""
-
-  def __init__(self, export_dir):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._tf = tf
-    self._model = tf.saved_model.load(latest_version_dir(export_dir))
-
-  def predict(self, signature_name, inputs):
-    function = self._model.signatures[signature_name]
-    outputs = function(**{key: self._tf.constant(value)
-                          for key, value in inputs.items()})
-    return {key: value.numpy() for key, value in outputs.items()}
-
-  def close(self):
-    pass
-
-
-# --- Client ---------------------------------------------------------------------
 
 
 class NerClient:
@@ -496,8 +71,9 @@ class NerClient:
     export_dir: an export base (or version) folder: vocab, labels and
       settings are read from its assets. Or give the next three.
     vocab_file, labels_file: the model's vocab and label list.
-    ner_config: dict with max_seq_length, doc_stride, do_lower_case (as in
-      `assets.extra/ner_config.json`); overrides the export's.
+    ner_config: dict with max_seq_length, doc_stride, do_lower_case and
+      context_pieces (as in `assets.extra/ner_config.json`); overrides the
+      export's.
     protocol: "grpc" or "rest".
     signature: "predict_examples" (default: windows as tf.Examples with
       word_positions, exact for every head), "serving_default" (id tensors;
@@ -514,21 +90,26 @@ class NerClient:
       `SavedModelTransport`; default built from `protocol` and `target`.
   """
 
-  def __init__(self, target=None, model_name=schema.DEFAULT_MODEL_NAME, *,
-               export_dir=None, vocab_file=None, labels_file=None,
-               ner_config=None, protocol=GRPC,
-               signature=schema.PREDICT_EXAMPLES_SIGNATURE, timeout_s=10.0,
-               max_retries=3, backoff_s=0.1, batch_size=32, version=None,
-               word_splitter=None, transport=None):
-    if protocol not in PROTOCOLS:
-      raise ValueError("protocol=%r; use one of %s." % (protocol, PROTOCOLS))
+  def __init__(self, target: Optional[str] = None,
+               model_name: str = schema.DEFAULT_MODEL_NAME, *,
+               export_dir: Optional[str] = None,
+               vocab_file: Optional[str] = None,
+               labels_file: Optional[str] = None,
+               ner_config: Optional[Dict[str, Any]] = None,
+               protocol: str = GRPC,
+               signature: str = schema.PREDICT_EXAMPLES_SIGNATURE,
+               timeout_s: float = 10.0, max_retries: int = 3,
+               backoff_s: float = 0.1, batch_size: int = 32,
+               version: Optional[int] = None, word_splitter=None,
+               transport=None):
+    transports.check_protocol(protocol)
     if signature not in CLIENT_SIGNATURES:
-      raise ValueError("signature=%r; use one of %s."
-                       % (signature, ", ".join(CLIENT_SIGNATURES)))
+      raise ValueError(f"signature={signature!r}; use one of "
+                       f"{', '.join(CLIENT_SIGNATURES)}.")
     if batch_size < 1 or timeout_s <= 0 or max_retries < 0:
       raise ValueError("Need batch_size >= 1, timeout_s > 0, max_retries >= "
-                       "0; got %r, %r, %r." % (batch_size, timeout_s,
-                                               max_retries))
+                       f"0; got {batch_size!r}, {timeout_s!r}, "
+                       f"{max_retries!r}.")
     self.signature = signature
     self.batch_size = batch_size
     self._word_splitter = word_splitter
@@ -542,76 +123,136 @@ class NerClient:
     self._tokenizer = None
     self.label_names = None
     if signature != schema.PREDICT_TEXT_SIGNATURE:
-      missing = [name for name, value in (
-          ("vocab_file", vocab_file), ("labels_file", labels_file),
-          ("max_seq_length", config.get("max_seq_length")),
-          ("do_lower_case", config.get("do_lower_case"))) if value is None]
-      if missing:
-        raise ValueError(
-            "NerClient with signature %s needs %s: pass export_dir (its "
-            "assets hold them), or vocab_file, labels_file and ner_config; or "
-            "use signature=%s (character-level models)."
-            % (signature, ", ".join(missing), schema.PREDICT_TEXT_SIGNATURE))
-      # Imported here: word-piece tokenization pulls in TensorFlow.
-      from trainer import labels as labels_lib  # pylint: disable=g-import-not-at-top
-      from trainer import tokenization  # pylint: disable=g-import-not-at-top
-      self._tokenizer = tokenization.NerTokenizer(
-          vocab_file, bool(config["do_lower_case"]))
-      self.label_names = labels_lib.read_labels_file(labels_file)
-      self.max_seq_length = int(config["max_seq_length"])
-      self.doc_stride = int(config.get("doc_stride")
-                            or max(1, self.max_seq_length // 2))
+      self._load_word_piece_assets(vocab_file, labels_file, config)
     if transport is None:
       if not target:
         raise ValueError("NerClient needs a target 'host:port' (or a "
                          "transport).")
-      transport_class = GrpcTransport if protocol == GRPC else RestTransport
-      transport = transport_class(target, model_name, timeout_s, max_retries,
-                                  backoff_s, version)
+      transport = transports.make_transport(
+          protocol, target, model_name, timeout_s, max_retries, backoff_s,
+          version)
     self._transport = transport
 
-  def predict_records(self, texts):
+  def _load_word_piece_assets(self, vocab_file: Optional[str],
+                              labels_file: Optional[str],
+                              config: Dict[str, Any]) -> None:
+    """Tokenizer, labels and window settings the windowed signatures need."""
+    missing = [name for name, value in (
+        ("vocab_file", vocab_file), ("labels_file", labels_file),
+        ("max_seq_length", config.get("max_seq_length")),
+        ("do_lower_case", config.get("do_lower_case"))) if value is None]
+    if missing:
+      raise ValueError(
+          f"NerClient with signature {self.signature} needs "
+          f"{', '.join(missing)}: pass export_dir (its assets hold them), or "
+          "vocab_file, labels_file and ner_config; or use "
+          f"signature={schema.PREDICT_TEXT_SIGNATURE} (character-level "
+          "models).")
+    # Imported here: word-piece tokenization pulls in TensorFlow.
+    from trainer import labels as labels_lib  # pylint: disable=g-import-not-at-top
+    from trainer import tokenization  # pylint: disable=g-import-not-at-top
+    self._tokenizer = tokenization.NerTokenizer(
+        vocab_file, bool(config["do_lower_case"]))
+    self.label_names = labels_lib.read_labels_file(labels_file)
+    self.max_seq_length = int(config["max_seq_length"])
+    self.doc_stride = int(config.get("doc_stride")
+                          or max(1, self.max_seq_length // 2))
+    # Document context pieces per side the model was trained with (0: none).
+    self.context_pieces = int(config.get("context_pieces") or 0)
+
+  def _check_context(self, num_texts: int, context: Optional[Sequence[Any]],
+                     as_document: bool) -> bool:
+    """True when the request asks for document context; refuses bad asks."""
+    if context is None and not as_document:
+      return False
+    if context is not None and as_document:
+      raise ValueError("Give context pairs or as_document=True, not both.")
+    if self.signature != schema.PREDICT_EXAMPLES_SIGNATURE:
+      raise ValueError(
+          f"Document context needs signature="
+          f"{schema.PREDICT_EXAMPLES_SIGNATURE}: {self.signature} cannot mark "
+          "context pieces as 'no word' (serving_default derives word starts "
+          "from the ids; predict_text tags one sentence at a time).")
+    if not self.context_pieces:
+      raise ValueError(
+          "Document context asked for, but the model's ner_config has "
+          "context_pieces 0 (trained one sentence at a time); pass "
+          "ner_config={'context_pieces': N} to send N pieces per side anyway.")
+    if context is not None and len(context) != num_texts:
+      raise ValueError(f"Got {len(context)} context pairs for {num_texts} "
+                       "texts; give one (left_text, right_text) per text.")
+    return True
+
+  def predict_records(self, texts: Sequence[str],
+                      context: Optional[Sequence[Tuple[str, str]]] = None, *,
+                      as_document: bool = False) -> List[Dict[str, Any]]:
     """Full per-text records: text, tokens, tags, scores, entities (with
-    token `start`/`end` and `char_start`/`char_end`), as predictions.jsonl."""
+    token `start`/`end` and `char_start`/`char_end`), as predictions.jsonl.
+
+    Document context (a model trained with --context_pieces N, signature
+    predict_examples): `context` gives one (left_text, right_text) pair per
+    text, or `as_document=True` reads consecutive texts as one document, as
+    --do_predict reads a predict file's sentences. Up to N word-pieces per
+    side are fed around each text; they get no prediction.
+
+    Example: client.predict_records(["Peter Blackburn", "BRUSSELS 1996"],
+    as_document=True) -> two records, each text seeing the other.
+    """
     texts = list(texts)
+    with_context = self._check_context(len(texts), context, as_document)
     if self.signature == schema.PREDICT_TEXT_SIGNATURE:
       records = []
-      for chunk in batches(texts, self.batch_size):
-        outputs = self._transport.predict(
-            self.signature, {schema.TEXT_INPUT_KEY: np.array(
-                [text.encode("utf-8") for text in chunk], dtype=object)})
-        records.extend(records_from_text_outputs(chunk, outputs))
+      for chunk in request_codec.batches(texts, self.batch_size):
+        outputs = self._transport.predict(self.signature,
+                                          request_codec.text_inputs(chunk))
+        records.extend(request_codec.records_from_text_outputs(chunk,
+                                                               outputs))
       return records
-    sentences = sentences_from_texts(texts, self._word_splitter)
-    windows = build_windows(sentences, self._tokenizer, self.max_seq_length,
-                            self.doc_stride)
+    sentences = request_codec.sentences_from_texts(texts, self._word_splitter)
+    contexts = None
+    if with_context and as_document:
+      contexts = request_codec.document_contexts(sentences, self._tokenizer,
+                                                 self.context_pieces)
+    elif with_context:
+      contexts = request_codec.pair_contexts(
+          context, self._tokenizer, self.context_pieces, self._word_splitter)
+    windows = request_codec.build_windows(sentences, self._tokenizer,
+                                          self.max_seq_length, self.doc_stride,
+                                          contexts)
     merged_inputs = []
-    for chunk in batches(windows, self.batch_size):
+    for chunk in request_codec.batches(windows, self.batch_size):
       outputs = self._transport.predict(
-          self.signature, window_inputs(chunk, self.signature))
-      merged_inputs.extend(window_outputs_for_merge(chunk, outputs))
-    return records_from_window_outputs(sentences, merged_inputs,
-                                       self.label_names)
+          self.signature, request_codec.window_inputs(chunk, self.signature))
+      merged_inputs.extend(request_codec.window_outputs_for_merge(chunk,
+                                                                  outputs))
+    return request_codec.records_from_window_outputs(sentences, merged_inputs,
+                                                     self.label_names)
 
-  def predict(self, texts):
-    """For each text, a list of {type, text, start, end, score} entities."""
-    return [entities_from_record(record)
-            for record in self.predict_records(texts)]
+  def predict(self, texts: Sequence[str],
+              context: Optional[Sequence[Tuple[str, str]]] = None, *,
+              as_document: bool = False) -> List[List[Dict[str, Any]]]:
+    """For each text, a list of {type, text, start, end, score} entities.
 
-  def close(self):
+    `context` and `as_document`: see `predict_records`.
+    """
+    return [request_codec.entities_from_record(record)
+            for record in self.predict_records(texts, context,
+                                               as_document=as_document)]
+
+  def close(self) -> None:
     self._transport.close()
 
-  def __enter__(self):
+  def __enter__(self) -> "NerClient":
     return self
 
-  def __exit__(self, *unused):
+  def __exit__(self, *unused) -> None:
     self.close()
 
 
 # --- CLI ------------------------------------------------------------------------
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="python -m serving.client",
       description="Send texts to a served NER model; print one JSON line "
@@ -649,6 +290,11 @@ def parse_args(argv):
                       help="retries on UNAVAILABLE (>= 0).")
   parser.add_argument("--batch_size", type=int, default=32,
                       help="windows (texts for predict_text) per request.")
+  parser.add_argument("--as_document", action="store_true",
+                      help="read the texts, in order, as one document: each "
+                           "is fed with its neighbours' word-pieces as "
+                           "context (models trained with --context_pieces; "
+                           "signature predict_examples).")
   parser.add_argument("--full", action="store_true",
                       help="print the whole record (tokens, tags, scores).")
   args = parser.parse_args(argv)
@@ -657,12 +303,38 @@ def parse_args(argv):
   return args
 
 
-def main(argv=None):
+def read_input_file(path: str) -> list[str]:
+  """Non-blank lines of a UTF-8 file, without line endings.
+
+  Raises:
+    ValueError: naming the path and the cause (missing, a folder,
+      unreadable, or not UTF-8 with the line and byte offset).
+  """
+  try:
+    with open(path, "rb") as reader:
+      data = reader.read()
+  except OSError as error:
+    raise ValueError(f"--input_file={path}: {error.strerror or error}"
+                     ) from None
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as error:
+    line = data.count(b"\n", 0, error.start) + 1
+    raise ValueError(f"--input_file={path}:{line}: not valid UTF-8 at byte "
+                     f"offset {error.start}; the client reads UTF-8 text, "
+                     "one text per line.") from None
+  return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   texts = list(args.text)
   if args.input_file:
-    with open(args.input_file, encoding="utf-8") as reader:
-      texts += [line.rstrip("\r\n") for line in reader if line.strip()]
+    try:
+      texts += read_input_file(args.input_file)
+    except ValueError as error:
+      print(f"error: {error}", file=sys.stderr)
+      return 1
   ner_config = {key: value for key, value in (
       ("max_seq_length", args.max_seq_length), ("doc_stride", args.doc_stride),
       ("do_lower_case", None if args.do_lower_case is None
@@ -674,12 +346,13 @@ def main(argv=None):
                    signature=args.signature, timeout_s=args.timeout_s,
                    max_retries=args.max_retries,
                    batch_size=args.batch_size) as client:
-      for text, record in zip(texts, client.predict_records(texts)):
+      records = client.predict_records(texts, as_document=args.as_document)
+      for text, record in zip(texts, records):
         line = record if args.full else {
-            "text": text, "entities": entities_from_record(record)}
+            "text": text, "entities": request_codec.entities_from_record(record)}
         print(json.dumps(line, ensure_ascii=False))
   except (ValueError, PredictionError) as error:
-    print("error: %s" % error, file=sys.stderr)
+    print(f"error: {error}", file=sys.stderr)
     return 1
   return 0
 

@@ -8,14 +8,21 @@ shares one model (about 15 s on 2 cores); the folder is removed at exit.
 """
 
 import atexit
+import contextlib
 import functools
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import tensorflow as tf
 
+from serving import model_manager
+from serving import rest_api
 from trainer import export as export_lib
 from trainer import schema
 from trainer import train_lib
@@ -64,7 +71,8 @@ def conll(sentences):
       tags[start] = "B-" + entity_type
       for index in range(start + 1, end):
         tags[index] = "I-" + entity_type
-    blocks.append("".join("%s %s\n" % pair for pair in zip(text, tags)))
+    blocks.append("".join(f"{character} {tag}\n"
+                          for character, tag in zip(text, tags)))
   return "\n".join(blocks)
 
 
@@ -115,3 +123,88 @@ def served_model():
           "bert_config_file": paths["bert_config.json"],
           "labels_file": os.path.join(output_dir, schema.LABELS_FILENAME),
           "ner_config": ner_config}
+
+
+@functools.lru_cache(maxsize=None)
+def loaded_manager():
+  """A `ModelManager` serving `served_model()`'s export, version 1 loaded."""
+  manager = model_manager.ModelManager(schema.DEFAULT_MODEL_NAME,
+                                       served_model()["export_dir"])
+  assert manager.load_latest() == 1
+  return manager
+
+
+def model_limits():
+  """{vocab_size, type_vocab_size, max_position_embeddings} of the model."""
+  with open(served_model()["bert_config_file"], encoding="utf-8") as reader:
+    config = json.load(reader)
+  return {key: config[key] for key in (
+      "vocab_size", "type_vocab_size", "max_position_embeddings")}
+
+
+# --- HTTP helpers ---------------------------------------------------------------
+
+HTTP_TIMEOUT_S = 20.0
+
+
+@contextlib.contextmanager
+def rest_server(manager, **limits):
+  """`rest_api.start_rest_server` on a free loopback port; yields the port."""
+  server, thread = rest_api.start_rest_server(manager, "127.0.0.1", 0,
+                                              **limits)
+  try:
+    yield server.server_address[1]
+  finally:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def http_post(port, path, body, headers=None):
+  """(status, JSON answer) of a POST; `body` is JSON-encoded unless bytes."""
+  data = body if isinstance(body, bytes) else json.dumps(body).encode()
+  request = urllib.request.Request(
+      f"http://127.0.0.1:{port}{path}", data=data,
+      headers=dict({"Content-Type": "application/json"}, **(headers or {})))
+  try:
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as reply:
+      return reply.status, json.load(reply)
+  except urllib.error.HTTPError as error:
+    return error.code, json.load(error)
+
+
+def http_get(port, path):
+  """(status, JSON answer) of a GET."""
+  try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                timeout=HTTP_TIMEOUT_S) as reply:
+      return reply.status, json.load(reply)
+  except urllib.error.HTTPError as error:
+    return error.code, json.load(error)
+
+
+def raw_exchange(port, data, timeout_s=5.0):
+  """Sends raw bytes, reads until the server closes (or `timeout_s`).
+
+  Returns:
+    (bytes received, seconds until the server closed the connection or None
+    when it did not within `timeout_s`).
+  """
+  with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+    sock.sendall(data)
+    start = time.monotonic()
+    received = b""
+    try:
+      while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+          return received, time.monotonic() - start
+        received += chunk
+    except socket.timeout:
+      return received, None
+
+
+def http_status_and_json(response):
+  """(status int, JSON body) of a raw HTTP/1.1 response."""
+  head, _, body = response.partition(b"\r\n\r\n")
+  return int(head.split(b" ")[1]), json.loads(body.decode("utf-8"))

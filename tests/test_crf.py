@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import crf
+from trainer import tag_schemes
 
 tf1 = tf.compat.v1
 
@@ -341,60 +342,23 @@ def test_gather_scatter_in_graph_mode():
                              [[-1, -1], [-1, -1], [10, 11]]]
 
 
-def _table(rows):
-  return np.array([[c == "1" for c in row.split()] for row in rows])
-
-
-def test_bio_allowed_transitions_exact_table():
-  allowed, allowed_start = crf.bio_allowed_transitions(BIO_LABELS)
-  #                    next: O B-LOC B-PER I-LOC I-PER
-  expected = _table(["1 1 1 0 0",   # O
-                     "1 1 1 1 0",   # B-LOC
-                     "1 1 1 0 1",   # B-PER
-                     "1 1 1 1 0",   # I-LOC
-                     "1 1 1 0 1"])  # I-PER
-  assert allowed.dtype == np.bool_ and allowed_start.dtype == np.bool_
-  np.testing.assert_array_equal(allowed, expected)
-  np.testing.assert_array_equal(allowed_start, [1, 1, 1, 0, 0])
-  np.testing.assert_array_equal(crf.bio_allowed_end(BIO_LABELS), [1] * 5)
-
-
-def test_bioes_allowed_transitions_exact_table():
-  labels = ["O", "B-X", "I-X", "E-X", "S-X", "B-Y", "E-Y"]
+def test_bio_allowed_masks_are_the_tag_scheme_rules_as_numpy():
+  # The rules themselves are tested in test_tag_schemes.py.
+  labels = ["O", "B-X", "I-X", "E-X", "S-X"]
+  rules = tag_schemes.allowed_transitions(labels)
   allowed, allowed_start = crf.bio_allowed_transitions(labels)
-  #                    next: O B-X I-X E-X S-X B-Y E-Y
-  expected = _table(["1 1 0 0 1 1 0",   # O
-                     "0 0 1 1 0 0 0",   # B-X
-                     "0 0 1 1 0 0 0",   # I-X
-                     "1 1 0 0 1 1 0",   # E-X
-                     "1 1 0 0 1 1 0",   # S-X
-                     "0 0 0 0 0 0 1",   # B-Y
-                     "1 1 0 0 1 1 0"])  # E-Y
-  np.testing.assert_array_equal(allowed, expected)
-  np.testing.assert_array_equal(allowed_start, [1, 1, 0, 0, 1, 1, 0])
-  np.testing.assert_array_equal(crf.bio_allowed_end(labels),
-                                [1, 0, 0, 1, 1, 0, 1])
-
-
-def test_bmes_and_iob1_tables():
-  allowed, allowed_start = crf.bio_allowed_transitions(
-      ["O", "B-X", "M-X", "E-X", "S-X"])
-  expected = _table(["1 1 0 0 1",
-                     "0 0 1 1 0",
-                     "0 0 1 1 0",
-                     "1 1 0 0 1",
-                     "1 1 0 0 1"])
-  np.testing.assert_array_equal(allowed, expected)
-  np.testing.assert_array_equal(allowed_start, [1, 1, 0, 0, 1])
-
-  allowed, allowed_start = crf.bio_allowed_transitions(
-      ["O", "I-X", "B-X", "I-Y"], scheme="IOB1")
-  expected = _table(["1 1 0 1",
-                     "1 1 1 1",
-                     "1 1 1 1",
-                     "1 1 0 1"])
-  np.testing.assert_array_equal(allowed, expected)
-  np.testing.assert_array_equal(allowed_start, [1, 1, 0, 1])
+  allowed_end = crf.bio_allowed_end(labels)
+  for mask in (allowed, allowed_start, allowed_end):
+    assert mask.dtype == np.bool_
+  assert allowed.tolist() == rules.allowed
+  assert allowed_start.tolist() == rules.start == [1, 1, 0, 0, 1]
+  assert allowed_end.tolist() == rules.end == [1, 0, 0, 1, 1]
+  iob1, iob1_start = crf.bio_allowed_transitions(["O", "I-X", "B-X"],
+                                                 scheme="IOB1")
+  assert iob1_start.tolist() == [True, True, False]
+  assert iob1[0].tolist() == [True, True, False]
+  empty, empty_start = crf.bio_allowed_transitions([])
+  assert empty.shape == (0, 0) and empty_start.shape == (0,)
 
 
 @pytest.mark.parametrize("labels, scheme, message", [

@@ -1,4 +1,7 @@
-"""Export: layout, versions, every signature, warmup records, best-model export."""
+"""Export: layout, versions, every signature, warmup records, best-model export.
+
+predict_text's in-graph tokenizer is tested in test_text_signature.py.
+"""
 
 import json
 import os
@@ -66,6 +69,10 @@ def test_layout_config_and_monotonic_versions(served):
                                                "scores", "tags"]
   assert (config["max_seq_length"], config["doc_stride"],
           config["do_lower_case"]) == (16, 5, True)
+  # The limits the graph checks, for the development server's pre-checks.
+  assert {key: config[key] for key in (
+      "vocab_size", "type_vocab_size", "max_position_embeddings")} == \
+      serving_fixtures.model_limits()
 
   export_dir = os.path.join(served["root"], "versions_test")
   os.makedirs(os.path.join(export_dir, "7"))  # an existing (empty) version
@@ -83,7 +90,7 @@ def test_saved_model_cli_lists_every_signature(served):
        "--dir", served["version_dir"], "--all"],
       capture_output=True, text=True, timeout=120, check=True)
   for name in schema.SIGNATURES:
-    assert "signature_def['%s']" % name in result.stdout
+    assert f"signature_def['{name}']" in result.stdout
   assert "inputs['text'] tensor_info" in result.stdout
 
 
@@ -127,61 +134,6 @@ def test_every_signature_matches_the_trainer(served, loaded):
         outputs["tags"].shape[1] - len(text))
 
 
-def test_predict_text_edge_cases(loaded):
-  predict_text = loaded.signatures["predict_text"]
-  outputs = predict_text(text=tf.constant(
-      ["", "   ", serving_fixtures.UNSEEN_TEXT, "张三"]))
-  assert outputs["lengths"].numpy().tolist() == [0, 3, 2, 2]
-  tags = outputs["tags"].numpy()
-  assert tags[1][:3].tolist() == [b"", b"", b""]
-  assert all(tag != b"" for tag in tags[2][:2])  # [UNK] characters get a tag
-  with pytest.raises(tf.errors.InvalidArgumentError, match="max_text_chars"):
-    predict_text(text=tf.constant(["张" * (export_lib.DEFAULT_MAX_TEXT_CHARS
-                                          + 1)]))
-  with pytest.raises(tf.errors.InvalidArgumentError):
-    predict_text(text=tf.constant([b"\xff\xfe"]))  # not UTF-8
-
-
-@pytest.mark.parametrize("num_tokens,max_seq_length,doc_stride", [
-    (1, 5, 2), (3, 5, 2), (4, 5, 2), (9, 5, 2), (10, 6, 1), (23, 8, 3),
-    (17, 7, 9), (40, 16, 5)])
-def test_in_graph_windows_equal_the_trainer_windows(num_tokens, max_seq_length,
-                                                    doc_stride):
-  """text_features/select_text_outputs == plan_windows/best_window_per_word."""
-  text = "".join(chr(0x4E00 + i) for i in range(num_tokens))
-  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-      [text[0]], np.array([9], np.int64)), default_value=1)
-  window_features, layout = export_lib.text_features(
-      tf.constant([text, "a b"]), table, 2, 3, True, max_seq_length,
-      doc_stride, 100)
-  windows = features.plan_windows([1] * num_tokens, max_seq_length - 2,
-                                  doc_stride)
-  input_ids = window_features["input_ids"].numpy()
-  assert input_ids.shape[0] == len(windows) + 1
-  for row, (start, end) in enumerate(windows):
-    expected = [2] + [9 if i == 0 else 1 for i in range(start, end)] + [3]
-    assert input_ids[row][:len(expected)].tolist() == expected
-    assert window_features["input_mask"].numpy()[row].sum() == len(expected)
-  # "a b": two tokens a and b (the space is none), both [UNK] (1).
-  assert input_ids[-1][:4].tolist() == [2, 1, 1, 3]
-
-  rows, positions = input_ids.shape
-  fake = tf.constant([["w%dp%d" % (r, p) for p in range(positions)]
-                      for r in range(rows)])
-  selected = export_lib.select_text_outputs(
-      {"tags": fake, "label_ids": tf.zeros([rows, positions], tf.int32),
-       "scores": tf.zeros([rows, positions])}, layout)
-  best = features.best_window_per_word(windows, num_tokens)
-  expected = ["w%dp%d" % (best[i], i - windows[best[i]][0] + 1)
-              for i in range(num_tokens)]
-  assert [t.decode() for t in selected["tags"].numpy()[0][:num_tokens]] == \
-      expected
-  last = len(windows)
-  assert [t.decode() for t in selected["tags"].numpy()[1][:3]] == [
-      "w%dp1" % last, "", "w%dp2" % last]
-  assert selected["label_ids"].numpy()[1][:3].tolist() == [0, -1, 0]
-
-
 def test_warmup_records_parse_and_run(served, loaded):
   path = os.path.join(served["version_dir"], "assets.extra",
                       "tf_serving_warmup_requests")
@@ -216,26 +168,92 @@ def test_export_best_keeps_only_improvements(served):
     export_lib.export_best(best_dir, {"loss": 1.0}, *args)
 
 
-def test_tokenizer_kind_detection():
-  specials = {token: i for i, token in enumerate(schema.SPECIAL_TOKENS)}
-  chinese = dict(specials, **{"的": 5, "##的": 6, "北": 7, "京": 8, "abc": 9})
-  english = dict(specials, **{"the": 5, "##s": 6, "a": 7, "york": 8})
-  assert export_lib.is_character_vocab(chinese)
-  assert not export_lib.is_character_vocab(english)
-  assert export_lib.resolve_tokenizer_kind({}, chinese) == "char"
-  assert export_lib.resolve_tokenizer_kind({}, english) == "wordpiece"
-  assert export_lib.resolve_tokenizer_kind({"tokenizer": "wordpiece"},
-                                           chinese) == "wordpiece"
-  with pytest.raises(ValueError, match="'bpe' is not one of char, wordpiece"):
-    export_lib.resolve_tokenizer_kind({"tokenizer": "bpe"}, chinese)
 
 
-def test_character_table_matches_the_training_tokenizer(served):
-  tokenizer = tokenization.NerTokenizer(served["vocab_file"], True)
-  table = export_lib.character_table(tokenizer)
-  vocab = tokenizer.vocab
-  assert table["张"] == vocab["张"]
-  assert "Z" not in table  # looked up lower-cased
-  # Single characters of the vocab map to themselves; nothing maps to [UNK].
-  assert all(table[p] == i for p, i in vocab.items() if len(p) == 1)
-  assert vocab[schema.UNK_TOKEN] not in table.values()
+def _tokenizer(tmp_path, pieces):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("".join(piece + "\n" for piece in pieces), encoding="utf-8")
+  return tokenization.NerTokenizer(str(vocab), True)
+
+
+def test_warmup_inputs_use_ordinary_pieces(tmp_path):
+  tokenizer = _tokenizer(tmp_path, list(schema.SPECIAL_TOKENS) + [
+      "[unused1]", "张", "##三", "三", "ab", "北", "京", "上", "海", "天"])
+  inputs = export_lib._warmup_inputs(tokenizer, list(schema.SIGNATURES))
+  assert list(inputs) == list(schema.SIGNATURES)
+  window = inputs["serving_default"]
+  # [CLS] 张 三 ab 北 [SEP]: "[unused1]" and "##三" are not ordinary.
+  assert window["input_ids"].tolist() == [[2, 6, 8, 9, 10, 3]]
+  assert window["input_mask"].tolist() == [[1] * 6]
+  assert window["segment_ids"].tolist() == [[0] * 6]
+  example = tf.train.Example.FromString(
+      inputs["predict_examples"]["examples"][0])
+  assert list(example.features.feature["input_ids"].int64_list.value) == [
+      2, 6, 8, 9, 10, 3]
+  assert inputs["predict_text"]["text"].tolist() == [
+      "张三北京上海".encode("utf-8"), b""]
+  only = export_lib._warmup_inputs(tokenizer, ["serving_default"])
+  assert list(only) == ["serving_default"]
+
+
+def test_export_settings_fill_defaults_and_name_missing_keys():
+  assert export_lib._export_settings(
+      {"max_seq_length": "16", "do_lower_case": 1}) == {
+          "max_seq_length": 16, "doc_stride": 8, "do_lower_case": True,
+          "max_text_chars": 8192}
+  assert export_lib._export_settings(
+      {"max_seq_length": 16, "do_lower_case": False, "doc_stride": 5,
+       "max_text_chars": 100})["doc_stride"] == 5
+  with pytest.raises(ValueError, match=r"ner_config lacks 'do_lower_case' "
+                                       r"\(needed for export\); it has "
+                                       r"\['max_seq_length'\]"):
+    export_lib._export_settings({"max_seq_length": 16})
+
+
+def test_export_refuses_a_missing_checkpoint_or_too_long_windows(served):
+  with pytest.raises(ValueError, match="Checkpoint /no/model.ckpt-1 does not "
+                                       "exist"):
+    export_lib._read_bert_config("/no/model.ckpt-1",
+                                 served["bert_config_file"], 16)
+  checkpoint = tf.train.latest_checkpoint(served["output_dir"])
+  with pytest.raises(ValueError, match="Cannot export with max_seq_length 65 "
+                                       "because the BERT model was only "
+                                       "trained up to sequence length 64"):
+    export_lib._read_bert_config(checkpoint, served["bert_config_file"], 65)
+
+
+def test_example_features_take_or_derive_word_positions():
+  head = export_lib.model_lib.HeadConfig(continuation_ids=(0, 2, 3, 7))
+  bert_config = export_lib.modeling.BertConfig(vocab_size=8)
+
+  def example(**lists):
+    return tf.train.Example(features=tf.train.Features(feature={
+        key: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        for key, values in lists.items()})).SerializeToString()
+
+  ids = {"input_ids": [2, 5, 7, 3], "input_mask": [1, 1, 1, 1],
+         "segment_ids": [0, 0, 0, 0]}
+  given = export_lib._example_features(tf.constant([
+      example(**ids, word_positions=[-1, 0, 1, -1]),
+      example(input_ids=[2, 3], input_mask=[1, 1], segment_ids=[0, 0],
+              word_positions=[-1, -1])]), head, bert_config)
+  assert given["word_positions"].numpy().tolist() == [[-1, 0, 1, -1],
+                                                      [-1, -1, -1, -1]]
+  assert given["input_ids"].numpy().tolist() == [[2, 5, 7, 3], [2, 3, 0, 0]]
+  # Without word_positions: a word starts at each real non-continuation piece.
+  derived = export_lib._example_features(tf.constant([example(**ids)]), head,
+                                         bert_config)
+  assert derived["word_positions"].numpy().tolist() == [[-1, 0, -1, -1]]
+
+
+def test_publish_takes_the_next_free_number(tmp_path):
+  export_dir = tmp_path / "export"
+  (export_dir / "1").mkdir(parents=True)
+  (export_dir / "3").write_text("a file named like a version")
+  staging = export_dir / ".tmp-export-abc"
+  staging.mkdir()
+  (staging / "saved_model.pb").write_bytes(b"x")
+  version_dir = export_lib._publish(str(staging), str(export_dir))
+  assert version_dir == str(export_dir / "4")
+  assert sorted(os.listdir(export_dir)) == ["1", "3", "4"]
+  assert (export_dir / "4" / "saved_model.pb").read_bytes() == b"x"

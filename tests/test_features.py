@@ -148,3 +148,131 @@ def test_features_module_does_not_import_tensorflow():
 ])
 def test_derive_bucket_boundaries(histogram, buckets, expected):
   assert features.derive_bucket_boundaries(histogram, buckets) == expected
+
+
+# --- Document context -------------------------------------------------------
+
+
+@pytest.mark.parametrize("room, left, right, expected", [
+    (10, 20, 20, (5, 5)),
+    (11, 20, 20, (5, 6)),   # the odd position goes right
+    (10, 3, 20, (3, 7)),    # a short side leaves its half to the other
+    (10, 20, 3, (7, 3)),
+    (10, 2, 3, (2, 3)),
+    (0, 5, 5, (0, 0)),
+    (10, 0, 0, (0, 0)),
+])
+def test_split_context_room(room, left, right, expected):
+  assert features.split_context_room(room, left, right) == expected
+
+
+def test_context_fills_the_room_with_no_label_no_word_no_score(tokenizer):
+  # The convert_sentence docstring example: room 4, 2 left and 1 right fit.
+  context = features.SentenceContext(left=("lives", "in"), right=("john",))
+  [window] = features.convert_sentence(["New", "York"], [3, 4], 0, tokenizer,
+                                       8, 2, context=context)
+  assert window == features.WindowFeatures(
+      example_index=0, window_index=0,
+      input_ids=(CLS, 8, 9, 10, 11, 5, SEP),
+      input_mask=(1,) * 7, segment_ids=(0,) * 7,
+      label_ids=(-1, -1, -1, 3, 4, -1, -1),
+      word_positions=(-1, -1, -1, 0, 1, -1, -1),
+      score_mask=(0, 0, 0, 1, 1, 0, 0))
+
+
+def test_context_keeps_the_pieces_nearest_the_sentence(tokenizer):
+  context = features.SentenceContext(left=("john", "lives", "in"),
+                                     right=("york", "city", "john"))
+  [window] = features.convert_sentence(["New"], [3], 0, tokenizer, 5, 1,
+                                       context=context)
+  # Room 2: one piece each side, the nearest ones ("in" and "york").
+  assert window.input_ids == (CLS, 9, 10, 11, SEP)
+  assert window.label_ids == (-1, -1, 3, -1, -1)
+  assert window.word_positions == (-1, -1, 0, -1, -1)
+  assert window.score_mask == (0, 0, 1, 0, 0)
+
+
+def test_long_sentence_context_only_at_its_ends(tokenizer):
+  # Windows "john in" | "johan ##son" | "johan ##son" (3 pieces each at
+  # most): left context goes only to the first window and right context only
+  # to the last, so each window is a contiguous stretch of the document.
+  context = features.SentenceContext(left=("york", "city"),
+                                     right=("new", "york"))
+  windows = features.convert_sentence(
+      ["John", "in", "Johanson", "Johanson"], [1, 0, 1, 1], 0, tokenizer,
+      max_seq_length=5, doc_stride=2, context=context)
+  assert [w.input_ids for w in windows] == [
+      (CLS, 12, 5, 9, SEP), (CLS, 6, 7, SEP), (CLS, 6, 7, 10, SEP)]
+  assert [w.label_ids for w in windows] == [
+      (-1, -1, 1, 0, -1), (-1, 1, -1, -1), (-1, 1, -1, -1, -1)]
+  assert [w.word_positions for w in windows] == [
+      (-1, -1, 0, 1, -1), (-1, 2, -1, -1), (-1, 3, -1, -1, -1)]
+  assert [w.score_mask for w in windows] == [
+      (0, 0, 1, 1, 0), (0, 1, 0, 0), (0, 1, 0, 0, 0)]
+
+
+SENTENCES = [
+    ["John", "Johanson", "lives", "in", "New", "York", "City"],
+    ["北", "京"],
+    ["Johanson"] * 5 + ["in", "New", "York"],
+    ["city"],
+]
+
+
+@pytest.mark.parametrize("max_seq_length, doc_stride", [(3, 1), (5, 2),
+                                                        (8, 2), (16, 4)])
+@pytest.mark.parametrize("left_size, right_size", [(0, 0), (1, 0), (3, 7),
+                                                   (20, 20)])
+def test_context_keeps_every_sentence_window_and_word(
+    tokenizer, max_seq_length, doc_stride, left_size, right_size):
+  context = features.SentenceContext(
+      left=tuple(["in", "york", "city"] * 7)[:left_size],
+      right=tuple(["new", "york", "john"] * 7)[:right_size])
+  left_ids = tokenizer.convert_tokens_to_ids(list(context.left))
+  right_ids = tokenizer.convert_tokens_to_ids(list(context.right))
+  outputs, sizes = [], []
+  for index, words in enumerate(SENTENCES):
+    plain = features.convert_sentence(words, None, index, tokenizer,
+                                      max_seq_length, doc_stride)
+    with_context = features.convert_sentence(
+        words, None, index, tokenizer, max_seq_length, doc_stride,
+        context=context)
+    assert len(with_context) == len(plain)
+    for window, bare in zip(with_context, plain):
+      extra = len(window.input_ids) - len(bare.input_ids)
+      assert len(window.input_ids) <= max_seq_length
+      # Exactly one (left, right) split rebuilds the window around the bare
+      # sentence pieces; context positions carry no label, word or score.
+      splits = [(left, extra - left) for left in range(extra + 1)
+                if window.input_ids == (
+                    bare.input_ids[:1] + tuple(left_ids[len(left_ids) - left:])
+                    + bare.input_ids[1:-1] + tuple(right_ids[:extra - left])
+                    + bare.input_ids[-1:])]
+      assert len(splits) == 1
+      left, right = splits[0]
+      for key in ("label_ids", "word_positions", "score_mask"):
+        bare_values = getattr(bare, key)
+        pad = 0 if key == "score_mask" else -1
+        assert getattr(window, key) == (
+            bare_values[:1] + (pad,) * left + bare_values[1:-1]
+            + (pad,) * right + bare_values[-1:])
+      outputs.append({schema.EXAMPLE_INDEX: index,
+                      schema.WORD_POSITIONS: window.word_positions,
+                      schema.SCORE_MASK: window.score_mask,
+                      "word": window.word_positions})
+    sizes.append(len(words))
+  # Tokens in == tokens out: every word is predicted exactly once.
+  assert features.merge_window_outputs(outputs, sizes) == [
+      {"word": list(range(size))} for size in sizes]
+
+
+def test_no_context_and_given_word_pieces_change_nothing(tokenizer):
+  words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
+  tags = [1, 2, 0, 0, 3, 4, 4]
+  plain = features.convert_sentence(words, tags, 3, tokenizer, 8, 2)
+  assert features.convert_sentence(
+      words, tags, 3, tokenizer, 8, 2, context=features.NO_CONTEXT,
+      word_pieces=[tokenizer.tokenize_word(w) for w in words]) == plain
+  # The module docstring's walk-through, unchanged.
+  assert [w.input_ids for w in plain] == [(CLS, 5, 6, 7, 8, 9, 10, SEP),
+                                          (CLS, 8, 9, 10, 11, 12, SEP)]

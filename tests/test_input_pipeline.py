@@ -82,3 +82,33 @@ def test_bucketing_groups_windows_by_length(tmp_path):
   shapes = sorted(b[schema.INPUT_IDS].shape for b in
                   dataset.as_numpy_iterator())
   assert shapes == [(2, 3), (2, 8)]  # no batch mixes the two lengths
+
+
+def test_bucket_boundaries_for_takes_the_given_or_derives_them(tmp_path):
+  path = str(tmp_path / "f.tfrecord")
+  lengths = [3] * 5 + [12] * 3 + [40] * 2
+  input_pipeline.write_features(
+      [features.WindowFeatures(i, 0, (2,) * n, (1,) * n, (0,) * n, (-1,) * n,
+                               (-1,) * n, (0,) * n)
+       for i, n in enumerate(lengths)], path)
+  assert input_pipeline.bucket_boundaries_for(path, [7, 9]) == [7, 9]
+  # features.derive_bucket_boundaries of {3: 5, 12: 3, 40: 2}.
+  assert input_pipeline.bucket_boundaries_for(path) == [9, 17]
+  assert input_pipeline.bucket_boundaries_for(path, None) == \
+      features.derive_bucket_boundaries({3: 5, 12: 3, 40: 2})
+
+
+def test_batch_windows_buckets_by_the_given_length():
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"x": [1, 2, 3, 4], "n": [9, 1, 8, 2]})
+  batches = input_pipeline.batch_windows(
+      dataset, 2, {"x": [], "n": []},
+      {"x": tf.constant(0, tf.int32), "n": tf.constant(0, tf.int32)},
+      lambda element: element["n"], bucket_boundaries=[5])
+  assert sorted(b["x"].tolist() for b in batches.as_numpy_iterator()) == [
+      [1, 3], [2, 4]]
+  plain = input_pipeline.batch_windows(
+      dataset, 3, {"x": [], "n": []},
+      {"x": tf.constant(0, tf.int32), "n": tf.constant(0, tf.int32)},
+      lambda element: element["n"], drop_remainder=True)
+  assert [b["x"].tolist() for b in plain.as_numpy_iterator()] == [[1, 2, 3]]

@@ -1,18 +1,21 @@
-"""End to end: local PredictionService server, real stubs, REST, the client."""
+"""End to end: LocalModelServer, the client over gRPC and REST, both CLIs.
+
+The gRPC and REST APIs alone are tested in test_grpc_service.py and
+test_rest_api.py, the model manager in test_model_manager.py.
+"""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
@@ -36,12 +39,6 @@ def server(served):
     yield running
 
 
-@pytest.fixture(scope="module")
-def channel(server):
-  with grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port) as opened:
-    yield opened
-
-
 def _same_records(got, expected):
   assert got["tokens"] == expected["tokens"]
   assert got["tags"] == expected["tags"]
@@ -63,7 +60,7 @@ def test_client_matches_run_ner_predictions(served, server, protocol,
   port = server.grpc_port if protocol == "grpc" else server.rest_port
   texts = (serving_fixtures.CJK_ONLY_PREDICT if signature == "predict_text"
            else serving_fixtures.PREDICT)
-  with client.NerClient("127.0.0.1:%d" % port, "ner",
+  with client.NerClient(f"127.0.0.1:{port}", "ner",
                         export_dir=served["export_dir"], protocol=protocol,
                         signature=signature, timeout_s=TIMEOUT_S,
                         batch_size=3) as ner:
@@ -79,171 +76,21 @@ def test_client_matches_run_ner_predictions(served, server, protocol,
         for e in expected["entities"]]
 
 
-def test_model_status_and_metadata(server, channel):
-  status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-      get_model_status_pb2.GetModelStatusRequest(
-          model_spec={"name": "ner"}), timeout=TIMEOUT_S)
-  assert [(s.version, s.state) for s in status.model_version_status] == [
-      (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
-  stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-  request = get_model_metadata_pb2.GetModelMetadataRequest(
-      model_spec={"name": "ner"}, metadata_field=["signature_def"])
-  metadata = stub.GetModelMetadata(request, timeout=TIMEOUT_S)
-  signature_map = get_model_metadata_pb2.SignatureDefMap()
-  metadata.metadata["signature_def"].Unpack(signature_map)
-  assert sorted(signature_map.signature_def) == [
-      "predict_examples", "predict_text", "serving_default"]
-
-  base = "http://127.0.0.1:%d/v1/models/ner" % server.rest_port
-  with urllib.request.urlopen(base, timeout=TIMEOUT_S) as reply:
-    assert json.load(reply) == {"model_version_status": [{
-        "version": "1", "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""}}]}
-  with urllib.request.urlopen(base + "/metadata", timeout=TIMEOUT_S) as reply:
-    assert "predict_text" in json.load(reply)["metadata"]["signature_def"][
-        "signature_def"]
-
-
-def _ids_request(seq_len=5, signature="serving_default", model="ner",
-                 dtype=np.int32, **overrides):
-  request = predict_pb2.PredictRequest()
-  request.model_spec.name = model
-  request.model_spec.signature_name = signature
-  inputs = {key: np.ones([2, seq_len], dtype)
-            for key in ("input_ids", "input_mask", "segment_ids")}
-  inputs.update(overrides)
-  for key, value in inputs.items():
-    if value is not None:
-      request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-  return request
-
-
-def _text_request(texts):
+def _ids_request():
   request = predict_pb2.PredictRequest()
   request.model_spec.name = "ner"
-  request.model_spec.signature_name = "predict_text"
-  request.inputs["text"].CopyFrom(tf.make_tensor_proto(
-      np.array([t.encode() for t in texts], object)))
+  request.model_spec.signature_name = "serving_default"
+  for key in ("input_ids", "input_mask", "segment_ids"):
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(np.ones([2, 5],
+                                                              np.int32)))
   return request
-
-
-def _versioned(request, version):
-  request.model_spec.version.value = version
-  return request
-
-
-GRPC_BAD_REQUESTS = [
-    ("unknown model", _ids_request(model="nope"), grpc.StatusCode.NOT_FOUND),
-    ("unknown version", _versioned(_ids_request(), 9),
-     grpc.StatusCode.NOT_FOUND),
-    ("unknown signature", _ids_request(signature="classify"),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("missing input", _ids_request(input_mask=None),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("extra input", _ids_request(label_ids=np.ones([2, 5], np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("wrong dtype", _ids_request(dtype=np.float32),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("mismatched shapes", _ids_request(input_mask=np.ones([2, 4], np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("wrong rank", _ids_request(input_ids=np.ones([2], np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("empty batch", _ids_request(input_ids=np.ones([0, 5], np.int32),
-                                 input_mask=np.ones([0, 5], np.int32),
-                                 segment_ids=np.ones([0, 5], np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("too long", _ids_request(seq_len=65), grpc.StatusCode.INVALID_ARGUMENT),
-    ("text too long", _text_request(["张" * 9000]),
-     grpc.StatusCode.INVALID_ARGUMENT),
-]
-
-
-@pytest.mark.parametrize("name,request_proto,code", GRPC_BAD_REQUESTS,
-                         ids=[case[0] for case in GRPC_BAD_REQUESTS])
-def test_grpc_bad_request_then_good_request(channel, name, request_proto,
-                                            code):
-  stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-  with pytest.raises(grpc.RpcError) as error:
-    stub.Predict(request_proto, timeout=TIMEOUT_S)
-  assert error.value.code() == code, (name, error.value.details())
-  assert error.value.details()
-  good = stub.Predict(_ids_request(), timeout=TIMEOUT_S)
-  assert tf.make_ndarray(good.outputs["tags"]).shape == (2, 5)
-  assert good.model_spec.version.value == 1
-
-
-def _post(server, path, body):
-  data = body if isinstance(body, bytes) else json.dumps(body).encode()
-  request = urllib.request.Request(
-      "http://127.0.0.1:%d%s" % (server.rest_port, path), data=data,
-      headers={"Content-Type": "application/json"})
-  try:
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:
-      return reply.status, json.load(reply)
-  except urllib.error.HTTPError as error:
-    return error.code, json.load(error)
-
-
-IDS = [[2, 5, 3]]
-REST_BAD_REQUESTS = [
-    ("unknown model", "/v1/models/nope:predict", {"inputs": {}}, 404),
-    ("unknown version", "/v1/models/ner/versions/9:predict", {"inputs": {}},
-     404),
-    ("bad path", "/v1/models/ner:explain", {"inputs": {}}, 404),
-    ("not json", "/v1/models/ner:predict", b"{", 400),
-    ("unknown signature", "/v1/models/ner:predict",
-     {"signature_name": "classify", "inputs": {"input_ids": IDS}}, 400),
-    ("missing input", "/v1/models/ner:predict",
-     {"inputs": {"input_ids": IDS, "input_mask": IDS}}, 400),
-    ("wrong dtype", "/v1/models/ner:predict",
-     {"inputs": {"input_ids": [["a", "b"]], "input_mask": IDS,
-                 "segment_ids": IDS}}, 400),
-    ("float for int", "/v1/models/ner:predict",
-     {"inputs": {"input_ids": [[2.5, 5, 3]], "input_mask": IDS,
-                 "segment_ids": IDS}}, 400),
-    ("ragged", "/v1/models/ner:predict",
-     {"inputs": {"input_ids": [[2, 5], [2]], "input_mask": IDS,
-                 "segment_ids": IDS}}, 400),
-    ("empty batch", "/v1/models/ner:predict", {"instances": []}, 400),
-    ("both formats", "/v1/models/ner:predict",
-     {"instances": [1], "inputs": {}}, 400),
-    ("too long", "/v1/models/ner:predict",
-     {"signature_name": "predict_text", "inputs": ["张" * 9000]}, 400),
-]
-
-
-@pytest.mark.parametrize("name,path,body,status", REST_BAD_REQUESTS,
-                         ids=[case[0] for case in REST_BAD_REQUESTS])
-def test_rest_bad_request_then_good_request(server, name, path, body, status):
-  code, answer = _post(server, path, body)
-  assert code == status, (name, answer)
-  assert set(answer) == {"error"} and answer["error"]
-  code, answer = _post(server, "/v1/models/ner:predict", {
-      "signature_name": "predict_text", "instances": ["张三在北京工作。"]})
-  assert code == 200
-  assert len(answer["predictions"]) == 1
-  assert answer["predictions"][0]["lengths"] == 8
-
-
-def test_rest_row_and_columnar_formats_agree(server):
-  rows = [{"input_ids": [2, 5, 3], "input_mask": [1, 1, 1],
-           "segment_ids": [0, 0, 0]}]
-  code, by_rows = _post(server, "/v1/models/ner/versions/1:predict",
-                        {"instances": rows})
-  assert code == 200
-  code, by_columns = _post(server, "/v1/models/ner:predict", {"inputs": {
-      "input_ids": [[2, 5, 3]], "input_mask": [[1, 1, 1]],
-      "segment_ids": [[0, 0, 0]]}})
-  assert code == 200
-  assert by_rows["predictions"][0]["tags"] == by_columns["outputs"]["tags"][0]
-  assert sorted(by_columns["outputs"]) == ["label_ids", "scores", "tags"]
 
 
 def test_concurrent_requests_have_no_errors(served, server):
   """8 threads x 50 requests, gRPC and REST mixed, bounded by a deadline."""
   errors, answers = [], []
   clients = [client.NerClient(
-      "127.0.0.1:%d" % (server.grpc_port if i % 2 == 0 else server.rest_port),
+      f"127.0.0.1:{server.grpc_port if i % 2 == 0 else server.rest_port}",
       export_dir=served["export_dir"], protocol="grpc" if i % 2 == 0 else
       "rest", timeout_s=TIMEOUT_S) for i in range(8)]
   expected = served["records"][0]["tags"]
@@ -279,7 +126,7 @@ def test_new_version_is_served_without_restart(served, tmp_path):
     shutil.copytree(served["version_dir"], base / ".tmp-export-x")
     os.rename(base / ".tmp-export-x", base / "2")
     deadline = time.time() + 60
-    with grpc.insecure_channel("127.0.0.1:%d" % running.grpc_port) as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
       stub = model_service_pb2_grpc.ModelServiceStub(channel)
       version = None
       while time.time() < deadline and version != 2:
@@ -295,7 +142,7 @@ def test_new_version_is_served_without_restart(served, tmp_path):
 
 def test_client_cli_prints_json_lines(served, server, capsys):
   status = client.main([
-      "--server", "127.0.0.1:%d" % server.grpc_port, "--model_name", "ner",
+      "--server", f"127.0.0.1:{server.grpc_port}", "--model_name", "ner",
       "--export_dir", served["export_dir"], "--text",
       serving_fixtures.PREDICT[0], "--text", serving_fixtures.PREDICT[1]])
   assert status == 0
@@ -306,7 +153,7 @@ def test_client_cli_prints_json_lines(served, server, capsys):
               [(e["type"], e["char_start"], e["char_end"])
                for e in record["entities"]]
               for record in served["records"][:2]]
-  status = client.main(["--server", "127.0.0.1:%d" % server.grpc_port,
+  status = client.main(["--server", f"127.0.0.1:{server.grpc_port}",
                         "--model_name", "other", "--signature",
                         "predict_text", "--text", "x"])
   assert status == 1
@@ -319,3 +166,51 @@ def test_server_flags_match_tensorflow_model_server():
   assert (args.model_name, args.model_base_path, args.port,
           args.rest_api_port, args.host) == ("ner", "/m", 8500, 8501,
                                              "127.0.0.1")
+  args = local_server.parse_args(["--model_base_path=/m", "--rest_api_port=-1",
+                                  "--file_system_poll_wait_seconds=0.5"])
+  assert (args.model_name, args.port, args.rest_api_port,
+          args.file_system_poll_wait_seconds) == ("ner", 8500, -1, 0.5)
+  with pytest.raises(SystemExit):
+    local_server.parse_args(["--model_base_path=/m",
+                             "--file_system_poll_wait_seconds=0"])
+
+
+def test_thread_flags_default_to_latency_with_tf_serving_names():
+  def threads(*flags):
+    args = local_server.parse_args(["--model_base_path=/m", *flags])
+    return (args.tensorflow_intra_op_parallelism,
+            args.tensorflow_inter_op_parallelism)
+
+  assert threads() == (1, 1)
+  assert threads("--thread_mode=throughput") == (0, 0)
+  assert threads("--thread_mode=throughput",
+                 "--tensorflow_inter_op_parallelism=1") == (0, 1)
+  assert threads("--tensorflow_intra_op_parallelism=4") == (4, 1)
+  with pytest.raises(SystemExit):
+    threads("--tensorflow_intra_op_parallelism=-1")
+  with pytest.raises(SystemExit):
+    threads("--thread_mode=fast")
+
+
+def test_throughput_server_answers_as_the_latency_server(served, server):
+  assert server.manager.threads == (1, 1)  # the default: latency
+  with local_server.LocalModelServer(
+      "ner", served["export_dir"], rest_api_port=None, intra_op_threads=0,
+      inter_op_threads=0) as throughput:
+    assert throughput.manager.threads == (0, 0)
+    answers = []
+    for port in (server.grpc_port, throughput.grpc_port):
+      with client.NerClient(f"127.0.0.1:{port}", "ner",
+                            export_dir=served["export_dir"],
+                            timeout_s=TIMEOUT_S) as ner:
+        answers.append(ner.predict_records(serving_fixtures.PREDICT))
+  for latency_record, throughput_record in zip(*answers):
+    _same_records(latency_record, throughput_record)
+
+
+@pytest.mark.parametrize("module", ["serving.client", "serving.local_server"])
+def test_modules_run_as_scripts(module):
+  result = subprocess.run([sys.executable, "-m", module, "--help"],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith(f"usage: python -m {module} ")

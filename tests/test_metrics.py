@@ -1,7 +1,10 @@
 """Tests for trainer.metrics."""
 
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from trainer import metrics
@@ -143,3 +146,62 @@ def test_format_report_is_key_value_parsable():
   assert values["f1"] == "1.0000"
   assert values["GPE-X_support"] == "1"
   assert values["num_tokens"] == "3"
+
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC"]
+
+
+def _window(example, positions, mask, gold, pred):
+  return ([example], [positions], [mask], [gold], [pred])
+
+
+def test_entity_metric_accumulator_merges_windows_and_skips_padding():
+  accumulator = metrics.EntityMetricAccumulator(LABELS)
+  # Sentence 7 (3 words: B-PER I-PER B-LOC) in two windows: the first
+  # scores words 0-1, the second word 2 (whose other copy, and the copy of
+  # word 1, are ignored).
+  first = _window(7, [-1, 0, 1, 2, -1], [0, 1, 1, 0, 0],
+                  [-1, 1, 2, 3, -1], [0, 1, 2, 0, 0])
+  second = _window(7, [-1, 1, 2, -1, -1], [0, 0, 1, 0, 0],
+                   [-1, 2, 3, -1, -1], [0, 0, 3, 0, 0])
+  # Sentence 3 (1 word, B-LOC predicted as O), then a padding window.
+  third = _window(3, [-1, 0, -1, -1, -1], [0, 1, 0, 0, 0],
+                  [-1, 3, -1, -1, -1], [0, 0, 0, 0, 0])
+  padding = _window(-1, [0] * 5, [1] * 5, [0] * 5, [1] * 5)
+  for batch in (first, second):
+    assert accumulator.update(*[np.array(part) for part in batch]) == 0
+  batch = [np.concatenate([a, b]) for a, b in
+           zip([np.array(p) for p in third], [np.array(p) for p in padding])]
+  accumulator.update(*batch)
+  result = accumulator.result()
+  # Examples 3 and 7 are renumbered 0 and 1: 2 sentences, 4 words.
+  assert (result["num_sentences"], result["num_tokens"]) == (2, 4)
+  # Gold PER, LOC, LOC; predicted PER, LOC: 2 correct.
+  assert result["precision"] == 1.0
+  assert result["recall"] == pytest.approx(2 / 3)
+  assert result["token_accuracy"] == 0.75
+  assert accumulator.value("f1") == np.float32(0.8)
+  assert accumulator.value("LOC_recall") == np.float32(0.5)
+  assert accumulator.value("PER_f1") == np.float32(1.0)
+  assert accumulator.value("ORG_f1") == np.float32(0.0)  # absent type
+  assert isinstance(accumulator.value("f1"), np.float32)
+
+
+def test_entity_metric_accumulator_rescored_after_update():
+  accumulator = metrics.EntityMetricAccumulator(LABELS)
+  accumulator.update(*[np.array(p) for p in _window(
+      0, [-1, 0, -1], [0, 1, 0], [-1, 1, -1], [0, 1, 0])])
+  assert accumulator.value("f1") == 1.0
+  accumulator.update(*[np.array(p) for p in _window(
+      1, [-1, 0, -1], [0, 1, 0], [-1, 3, -1], [0, 0, 0])])
+  assert accumulator.value("recall") == 0.5
+
+
+def test_metrics_never_imports_tensorflow():
+  code = ("import sys, numpy; from trainer import metrics; "
+          "a = metrics.EntityMetricAccumulator(['O', 'B-X']); "
+          "a.update([0], numpy.array([[0]]), numpy.array([[1]]), "
+          "numpy.array([[1]]), numpy.array([[1]])); "
+          "assert a.value('f1') == 1.0; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+  subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import test_train_lib
@@ -21,6 +22,7 @@ def _free_port():
     return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_two_workers_train_and_chief_evaluates(tmp_path):
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("".join(v + "\n" for v in test_train_lib.VOCAB))
@@ -31,11 +33,11 @@ def test_two_workers_train_and_chief_evaluates(tmp_path):
   data_dir.mkdir()
   (data_dir / "train.txt").write_text(test_train_lib.TRAIN, encoding="utf-8")
   (data_dir / "dev.txt").write_text(test_train_lib.DEV, encoding="utf-8")
-  flags = ["--data_dir=%s" % data_dir, "--bert_config_file=%s" % bert_config,
-           "--vocab_file=%s" % vocab, "--max_seq_length=10", "--doc_stride=3",
+  flags = [f"--data_dir={data_dir}", f"--bert_config_file={bert_config}",
+           f"--vocab_file={vocab}", "--max_seq_length=10", "--doc_stride=3",
            "--train_batch_size=4", "--num_train_steps=4",
            "--save_checkpoints_steps=2", "--learning_rate=0.01", "--seed=1"]
-  cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+  cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
   output_dir = tmp_path / "distributed"
   processes = []
   try:
@@ -44,7 +46,7 @@ def test_two_workers_train_and_chief_evaluates(tmp_path):
           {"cluster": cluster, "task": {"type": "worker", "index": index}}))
       processes.append(subprocess.Popen(
           [sys.executable, "-m", "trainer.task", "--do_train",
-           "--output_dir=%s" % output_dir] + flags,
+           f"--output_dir={output_dir}"] + flags,
           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
           stderr=subprocess.PIPE, text=True))
     for process in processes:

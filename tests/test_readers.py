@@ -1,301 +1,30 @@
-"""Tests for trainer.readers."""
+"""Tests for trainer.readers: format detection, dispatch and re-exports.
 
+Each format's reader has its own test file (test_conll_reader.py, ...).
+"""
+
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
+from tests.reader_fixtures import data_path
+from tests.reader_fixtures import REPO_ROOT
+from tests.reader_fixtures import write
+from trainer import conll_reader
+from trainer import data_files
+from trainer import jsonl_reader
+from trainer import parallel_reader
+from trainer import reader_common
 from trainer import readers
+from trainer import text_reader
+from trainer import word_splitting
+from trainer.readers import DataWarnings
 from trainer.readers import Sentence
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTDATA = os.path.join(REPO_ROOT, "tests", "testdata")
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
-
-
-def _testdata(name):
-  return os.path.join(TESTDATA, name)
-
-
-def _write(tmp_path, name, content):
-  """Writes str (UTF-8) or bytes to tmp_path/name and returns the path."""
-  path = tmp_path / name
-  if isinstance(content, str):
-    content = content.encode("utf-8")
-  path.write_bytes(content)
-  return str(path)
-
-
-# --- conll ------------------------------------------------------------------
-
-
-def test_read_conll_english_fixture():
-  path = _testdata("english.conll")
-  assert readers.read_sentences(path) == [
-      Sentence(tokens=("EU", "rejects", "German", "call", "."),
-               tags=("B-ORG", "O", "B-MISC", "O", "O"), source=f"{path}:3"),
-      Sentence(tokens=("Peter", "Blackburn"), tags=("B-PER", "I-PER"),
-               source=f"{path}:9"),
-  ]
-
-
-def test_read_conll_chinese_chars_space_and_tab():
-  path = _testdata("chinese_chars.txt")
-  assert readers.read_sentences(path, "conll") == [
-      Sentence(("厦", "门", "是"), ("B-LOC", "I-LOC", "O"), f"{path}:1"),
-      Sentence(("中", "央"), ("B-ORG", "I-ORG"), f"{path}:5"),
-  ]
-
-
-def test_read_conll_crlf_bom_blank_runs_no_final_newline(tmp_path):
-  path = _write(tmp_path, "a.conll",
-                b"\xef\xbb\xbfEU B-ORG\r\n\r\n\r\n\r\nrejects O\r\nit O")
-  assert readers.read_conll(path) == [
-      Sentence(("EU",), ("B-ORG",), f"{path}:1"),
-      Sentence(("rejects", "it"), ("O", "O"), f"{path}:5"),
-  ]
-
-
-def test_read_conll_docstart_mid_file_ends_sentence(tmp_path):
-  path = _write(tmp_path, "a.conll",
-                "a O\n-DOCSTART- -X- O\n\nb B-X\n\n-DOCSTART- O\nc O\n")
-  sentences = readers.read_conll(path)
-  assert [(s.tokens, s.source) for s in sentences] == [
-      (("a",), f"{path}:1"), (("b",), f"{path}:4"), (("c",), f"{path}:7")]
-
-
-def test_read_conll_all_single_column_is_unlabelled(tmp_path):
-  path = _write(tmp_path, "a.conll", "EU\nrejects\n\nit\n")
-  assert readers.read_sentences(path, "conll") == [
-      Sentence(("EU", "rejects"), None, f"{path}:1"),
-      Sentence(("it",), None, f"{path}:4"),
-  ]
-
-
-@pytest.mark.parametrize("content, line, message", [
-    ("EU B-ORG\nrejects\n", 2, r"line 'rejects' has one column"),
-    ("EU B-ORG\n\nrejects X-PER\n", 3, r"invalid tag 'X-PER' \(unknown prefix"),
-    ("EU NNP PER\n", 1, r"invalid tag 'PER'"),
-    ("EU B-\n", 1, r"invalid tag 'B-'"),
-])
-def test_read_conll_errors_name_file_and_line(tmp_path, content, line,
-                                              message):
-  path = _write(tmp_path, "bad.conll", content)
-  with pytest.raises(ValueError, match=rf"bad\.conll:{line}: {message}"):
-    readers.read_sentences(path, "conll")
-
-
-@pytest.mark.parametrize("content", ["", "\n\n", "-DOCSTART- -X- -X- O\n\n"])
-def test_read_conll_empty_file(tmp_path, content):
-  path = _write(tmp_path, "empty.conll", content)
-  with pytest.raises(ValueError, match=r"empty\.conll: contains no sentences"):
-    readers.read_sentences(path, "conll")
-
-
-@pytest.mark.parametrize("content, offset", [
-    (b"a O\nb O\n\xe9t\xe9 O\n", 8),
-    # Offsets count the BOM too: they are offsets into the file.
-    (b"\xef\xbb\xbfa O\nb O\n\xe9t\xe9 O\n", 11),
-])
-def test_undecodable_utf8_names_file_line_and_offset(tmp_path, content,
-                                                     offset):
-  path = _write(tmp_path, "latin1.conll", content)
-  with pytest.raises(ValueError, match=rf"latin1\.conll:3: not valid UTF-8 "
-                     rf"at byte offset {offset} \(byte b'\\xe9'"):
-    readers.read_sentences(path, "conll")
-
-
-# --- parallel -----------------------------------------------------------------
-
-
-def test_read_parallel_fixture_by_convention():
-  path = _testdata("source.txt")
-  expected = [
-      Sentence(("中", "国", "人"), ("B-LOC", "I-LOC", "O"), f"{path}:2"),
-      Sentence(("北", "京"), ("B-LOC", "I-LOC"), f"{path}:4"),
-  ]
-  assert readers.read_sentences(path) == expected
-  assert readers.read_parallel(path) == expected
-
-
-@pytest.mark.parametrize("tokens_name, tags_name", [
-    ("train.src", "train.tgt"),
-    ("train.tokens", "train.tags"),
-])
-def test_read_parallel_suffix_conventions(tmp_path, tokens_name, tags_name):
-  path = _write(tmp_path, tokens_name, "a b\n")
-  _write(tmp_path, tags_name, "B-X I-X\n")
-  assert readers.read_sentences(path) == [
-      Sentence(("a", "b"), ("B-X", "I-X"), f"{path}:1")]
-
-
-def test_read_parallel_explicit_tags_path(tmp_path):
-  path = _write(tmp_path, "words.txt", "a b\nc\n")
-  tags_path = _write(tmp_path, "labels.txt", "O O\nS-X\n")
-  assert readers.read_sentences(path, tags_path=tags_path) == [
-      Sentence(("a", "b"), ("O", "O"), f"{path}:1"),
-      Sentence(("c",), ("S-X",), f"{path}:2"),
-  ]
-
-
-def test_read_parallel_token_count_mismatch(tmp_path):
-  path = _write(tmp_path, "source.txt", "a b\nc d e\n")
-  _write(tmp_path, "target.txt", "O O\nO O\n")
-  with pytest.raises(ValueError, match=r"source\.txt:2 has 3 tokens but "
-                     r".*target\.txt:2 has 2 tags"):
-    readers.read_sentences(path)
-
-
-def test_read_parallel_one_side_empty_is_mismatch(tmp_path):
-  path = _write(tmp_path, "source.txt", "a\n\n")
-  _write(tmp_path, "target.txt", "O\nO\n")
-  with pytest.raises(ValueError, match=r"source\.txt:2 has 0 tokens"):
-    readers.read_sentences(path)
-
-
-def test_read_parallel_line_count_mismatch(tmp_path):
-  path = _write(tmp_path, "source.txt", "a\nb\n")
-  _write(tmp_path, "target.txt", "O\n")
-  with pytest.raises(ValueError, match=r"source\.txt has 2 lines but "
-                     r".*target\.txt has 1"):
-    readers.read_sentences(path, "parallel")
-
-
-def test_read_parallel_bad_tag_names_tags_file(tmp_path):
-  path = _write(tmp_path, "source.txt", "a b\n")
-  _write(tmp_path, "target.txt", "O LOC\n")
-  with pytest.raises(ValueError,
-                     match=r"target\.txt:1 token 1: invalid tag 'LOC'"):
-    readers.read_sentences(path)
-
-
-def test_read_parallel_without_partner(tmp_path):
-  path = _write(tmp_path, "words.txt", "a\n")
-  with pytest.raises(ValueError, match=r"words\.txt: no tags file"):
-    readers.read_sentences(path, "parallel")
-
-
-@pytest.mark.parametrize("path, expected", [
-    (os.path.join("d", "source.txt"), os.path.join("d", "target.txt")),
-    ("d/train.src", "d/train.tgt"),
-    ("a.tokens", "a.tags"),
-    ("train.txt", None),
-    ("my_source.txt", None),
-])
-def test_parallel_partner(path, expected):
-  assert readers.parallel_partner(path) == expected
-
-
-# --- jsonl ------------------------------------------------------------
-
-
-def test_read_jsonl_fixture():
-  path = _testdata("cluener.jsonl")
-  sentences = readers.read_sentences(path)
-  text = "浙商银行企业信贷部叶老桂博士则从另一个角度"
-  assert sentences[0] == Sentence(
-      tokens=tuple(text),
-      tags=("B-company", "I-company", "I-company", "I-company",
-            "O", "O", "O", "O", "O", "B-name", "I-name", "I-name")
-      + ("O",) * 9,
-      source=f"{path}:1", text=text,
-      char_spans=tuple((i, i + 1) for i in range(len(text))))
-  # Whitespace is not a token; spans still index the original text.
-  assert sentences[1] == Sentence(
-      tokens=("生", "生", "不", "息", "C", "S", "O", "L"),
-      tags=("O",) * 4 + ("B-game", "I-game", "I-game", "I-game"),
-      source=f"{path}:3", text="生生不息 CSOL",
-      char_spans=((0, 1), (1, 2), (2, 3), (3, 4), (5, 6), (6, 7), (7, 8),
-                  (8, 9)))
-  # No label: all 'O'.
-  assert sentences[2] == Sentence(
-      tokens=("没", "有", "实", "体"), tags=("O",) * 4, source=f"{path}:4",
-      text="没有实体", char_spans=((0, 1), (1, 2), (2, 3), (3, 4)))
-  assert len(sentences) == 3
-
-
-def test_read_jsonl_mention_with_space_inside(tmp_path):
-  path = _write(tmp_path, "a.jsonl",
-                '{"text": "New York", '
-                '"label": {"LOC": {"New York": [[0, 7]]}}}')
-  assert readers.read_jsonl(path)[0].tags == ("B-LOC", "I-LOC", "I-LOC",
-                                               "I-LOC", "I-LOC", "I-LOC",
-                                               "I-LOC")
-
-
-@pytest.mark.parametrize("line, message", [
-    ('{"text": "abc", ', r"invalid JSON \(Expecting"),
-    ('["abc"]', r"expected an object with a string 'text'"),
-    ('{"text": "abcd", "label": {"X": {"bc": [[1, 1]]}}}',
-     r"X mention 'bc' at \[1, 1\] does not match the text there, 'b'"),
-    ('{"text": "abcd", "label": {"X": {"cd": [[2, 4]]}}}',
-     r"offsets \[2, 4\] of X 'cd' must be \[start, end\] with 0 <= start <= "
-     r"end < 4"),
-    ('{"text": "abcd", "label": {"X": {"abc": [[0, 2]]}, '
-     '"Y": {"cd": [[2, 3]]}}}',
-     r"Y 'cd' at \[2, 3\] overlaps X 'abc' at \[0, 2\]"),
-    ('{"text": "abcd", "label": {"X": {"ab": [0, 1]}}}',
-     r"offsets 0 of X 'ab' must be"),
-    ('{"text": "abcd", "label": ["X"]}', r"'label' must be an object"),
-    ('{"text": "a d", "label": {"X": {" ": [[1, 1]]}}}',
-     r"X mention ' ' at \[1, 1\] has no non-space character"),
-    ('{"text": "ab", "label": {"my type": {"a": [[0, 0]]}}}',
-     r"invalid tag 'B-my type'"),
-])
-def test_read_jsonl_errors_name_file_and_line(tmp_path, line, message):
-  path = _write(tmp_path, "bad.jsonl", '{"text": "ok"}\n\n' + line + "\n")
-  with pytest.raises(ValueError, match=rf"bad\.jsonl:3: {message}"):
-    readers.read_sentences(path)
-
-
-# --- text ---------------------------------------------------------------------
-
-
-def test_read_text_fixture_keeps_true_line_numbers():
-  path = _testdata("raw.txt")
-  assert readers.read_sentences(path) == [
-      Sentence(tokens=("John", "lives", "in", "北", "京", ",", "OK", "."),
-               tags=None, source=f"{path}:1", text="John lives in 北京, OK.",
-               char_spans=((0, 4), (5, 10), (11, 13), (14, 15), (15, 16),
-                           (16, 17), (18, 20), (20, 21))),
-      Sentence(tokens=("Hello", "world"), tags=None, source=f"{path}:4",
-               text="Hello world", char_spans=((0, 5), (6, 11))),
-  ]
-
-
-def test_read_text_custom_splitter():
-  path = _testdata("raw.txt")
-  sentences = readers.read_sentences(path, "text",
-                                     word_splitter=lambda line: line.split())
-  assert sentences[0].tokens == ("John", "lives", "in", "北京,", "OK.")
-  assert sentences[0].char_spans == ((0, 4), (5, 10), (11, 13), (14, 17),
-                                     (18, 21))
-
-
-def test_read_text_splitter_must_return_substrings(tmp_path):
-  path = _write(tmp_path, "a.txt", "\nHello World\n")
-  with pytest.raises(ValueError, match=r"a\.txt:2: word 0 'hello'"):
-    readers.read_sentences(path, "text",
-                           word_splitter=lambda line: line.lower().split())
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("John lives in 北京, OK.", ["John", "lives", "in", "北", "京", ",", "OK",
-                                 "."]),
-    ("  multiple   spaces\t", ["multiple", "spaces"]),
-    ("U.S.A.", ["U", ".", "S", ".", "A", "."]),
-    ("$5", ["$", "5"]),
-    ("中文“引号”", ["中", "文", "“", "引", "号", "”"]),
-    ("Ünïcödé CASE", ["Ünïcödé", "CASE"]),
-    ("ｶﾀｶﾅ", ["ｶﾀｶﾅ"]),  # half-width katakana is not in the CJK ranges
-    ("", []),
-])
-def test_default_word_splitter(text, expected):
-  assert readers.default_word_splitter(text) == expected
-
-
-# --- auto, read_sentences, find_split_files -----------------------------------
 
 
 @pytest.mark.parametrize("name, content, expected", [
@@ -303,6 +32,7 @@ def test_default_word_splitter(text, expected):
     ("a.json", '{"text": "a"}\n', "jsonl"),
     ("a.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n", "conll"),
     ("a.txt", "厦 B-LOC\n门 I-LOC\n", "conll"),
+    ("train.char.bmes", "高 B-NAME\n勇 E-NAME\n", "conll"),
     # One bad tag in a conll file: still conll, so the reader reports it.
     ("a.txt", "a O\nb O\nc X-Y\n", "conll"),
     ("a.txt", "John lives in Paris\nHello world\n", "text"),
@@ -310,17 +40,88 @@ def test_default_word_splitter(text, expected):
     ("source.txt", "a\n", "text"),  # no target.txt next to it
 ])
 def test_detect_format(tmp_path, name, content, expected):
-  assert readers.detect_format(_write(tmp_path, name, content)) == expected
+  assert readers.detect_format(write(tmp_path, name, content)) == expected
 
 
 def test_detect_format_parallel():
-  assert readers.detect_format(_testdata("source.txt")) == "parallel"
+  assert readers.detect_format(data_path("source.txt")) == "parallel"
+
+
+@pytest.mark.parametrize("name, data_format, reader", [
+    ("english.conll", "auto", conll_reader.read_conll),
+    ("chinese_chars.txt", "conll", conll_reader.read_conll),
+    ("source.txt", "auto", parallel_reader.read_parallel),
+    ("cluener.jsonl", "auto", jsonl_reader.read_jsonl),
+    ("raw.txt", "auto", text_reader.read_text),
+    ("english.conll", "text", text_reader.read_text),
+])
+def test_read_sentences_dispatches_to_the_format_reader(name, data_format,
+                                                        reader):
+  path = data_path(name)
+  assert readers.read_sentences(path, data_format) == reader(path)
+
+
+def test_read_sentences_explicit_tags_path_means_parallel(tmp_path):
+  path = write(tmp_path, "words.txt", "a b\nc\n")
+  tags_path = write(tmp_path, "labels.txt", "O O\nS-X\n")
+  assert readers.read_sentences(path, tags_path=tags_path) == [
+      Sentence(("a", "b"), ("O", "O"), f"{path}:1"),
+      Sentence(("c",), ("S-X",), f"{path}:2"),
+  ]
+
+
+def test_read_sentences_word_splitter_for_text():
+  sentences = readers.read_sentences(data_path("raw.txt"), "text",
+                                     word_splitter=str.split)
+  assert sentences[0].tokens == ("John", "lives", "in", "北京,", "OK.")
+
+
+def test_read_sentences_passes_overlapping_spans_and_warnings(tmp_path):
+  path = write(tmp_path, "a.json", '{"text": "abc", "label": {"X": {"ab": '
+               '[[0, 1]]}, "Y": {"abc": [[0, 2]]}}}\n')
+  warnings = DataWarnings()
+  assert readers.read_sentences(path, warnings=warnings)[0].tags == (
+      "B-Y", "I-Y", "I-Y")
+  assert warnings.format_lines() == [
+      f"{path}:1: overlapping_span: dropped X 'ab' at [0, 1]: overlaps kept "
+      f"Y 'abc' at [0, 2] (--overlapping_spans=keep_longest)"]
+  assert readers.read_sentences(path, overlapping_spans="keep_first",
+                                warnings=DataWarnings())[0].tags == (
+                                    "B-X", "I-X", "O")
+  with pytest.raises(ValueError, match=r"Y 'abc' at \[0, 2\] overlaps X"):
+    readers.read_sentences(path, overlapping_spans="error")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("a.txt", "中0 B-X\n国1 I-X\n"),
+    ("source.txt", "中0 国1\n"),
+])
+def test_read_sentences_passes_strip_token_suffix_digit(tmp_path, name,
+                                                        content):
+  path = write(tmp_path, name, content)
+  write(tmp_path, "target.txt", "B-X I-X\n")
+  with pytest.raises(ValueError, match=r"--strip_token_suffix_digit"):
+    readers.read_sentences(path)
+  assert readers.read_sentences(
+      path, strip_token_suffix_digit=True)[0].tokens == ("中", "国")
+
+
+def test_read_sentences_collects_mixed_schemes_or_logs_them(tmp_path,
+                                                            caplog):
+  path = write(tmp_path, "a.txt", "a S-X\n\nb B-Y\n")
+  warnings = DataWarnings()
+  readers.read_sentences(path, warnings=warnings)
+  assert warnings.counts() == {"mixed_tag_schemes": 1}
+  with caplog.at_level(logging.WARNING):
+    readers.read_sentences(path)
+  assert [record.getMessage()[:50] for record in caplog.records] == [
+      "Data warning: 1 mixed_tag_schemes warning, first a"]
 
 
 def test_read_sentences_unknown_format():
   with pytest.raises(ValueError, match=r"'csv'; allowed: auto, conll, "
                      r"parallel, jsonl, text"):
-    readers.read_sentences(_testdata("english.conll"), "csv")
+    readers.read_sentences(data_path("english.conll"), "csv")
 
 
 def test_read_sentences_missing_file(tmp_path):
@@ -328,32 +129,33 @@ def test_read_sentences_missing_file(tmp_path):
     readers.read_sentences(str(tmp_path / "nope.txt"))
 
 
-def test_find_split_files(tmp_path):
-  for name in ("train.txt", "train.jsonl", "valid.txt", "example.dev"):
-    _write(tmp_path, name, "a O\n")
-  assert readers.find_split_files(str(tmp_path)) == {
-      "train": str(tmp_path / "train.txt"),
-      "dev": str(tmp_path / "valid.txt"),
-      "test": None,
-  }
-
-
-def test_find_split_files_parallel_needs_partner(tmp_path):
-  _write(tmp_path, "source.txt", "a\n")
-  assert readers.find_split_files(str(tmp_path))["train"] is None
-  _write(tmp_path, "target.txt", "O\n")
-  assert readers.find_split_files(str(tmp_path))["train"] == str(
-      tmp_path / "source.txt")
-
-
-def test_find_split_files_missing_dir(tmp_path):
-  with pytest.raises(ValueError, match=r"nope' is not a directory"):
-    readers.find_split_files(str(tmp_path / "nope"))
+def test_old_names_are_still_importable_from_readers():
+  assert readers.Sentence is reader_common.Sentence
+  assert readers.DOCSTART == "-DOCSTART-"
+  assert readers.read_conll is conll_reader.read_conll
+  assert readers.read_parallel is parallel_reader.read_parallel
+  assert readers.parallel_partner is parallel_reader.parallel_partner
+  assert readers.read_jsonl is jsonl_reader.read_jsonl
+  assert readers.read_text is text_reader.read_text
+  assert readers.default_word_splitter is word_splitting.default_word_splitter
+  assert readers.token_char_spans is word_splitting.token_char_spans
+  assert readers.is_chinese_char is word_splitting.is_chinese_char
+  assert readers.find_split_files is data_files.find_split_files
+  assert readers.SPLIT_FILE_NAMES is data_files.SPLIT_FILE_NAMES
+  assert readers.JSONL_EXTENSIONS == (".jsonl", ".json")
+  assert readers.OVERLAPPING_SPANS_CHOICES == ("error", "keep_longest",
+                                               "keep_first")
+  assert readers.DEFAULT_OVERLAPPING_SPANS == "keep_longest"
+  assert readers.FORMATS == ("auto", "conll", "parallel", "jsonl", "text")
 
 
 def test_pure_modules_do_not_import_tensorflow():
-  code = ("import trainer.readers, trainer.tag_schemes, trainer.labels, "
-          "trainer.metrics, trainer.schema, sys; "
+  code = ("import trainer.readers, trainer.reader_common, "
+          "trainer.conll_reader, trainer.parallel_reader, "
+          "trainer.jsonl_reader, trainer.text_reader, trainer.word_splitting, "
+          "trainer.data_files, trainer.data_checks, trainer.data_warnings, "
+          "trainer.tag_schemes, trainer.labels, trainer.metrics, "
+          "trainer.schema, sys; "
           "assert 'tensorflow' not in sys.modules")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
                           capture_output=True, text=True, check=False)
@@ -374,6 +176,22 @@ def test_pure_modules_do_not_import_tensorflow():
 def test_real_data_counts(relative_path, data_format, sentences, tokens):
   path = os.path.join(SHARED_DATA, relative_path)
   assert readers.detect_format(path) == data_format
-  read = readers.read_sentences(path)
+  warnings = DataWarnings()
+  read = readers.read_sentences(path, warnings=warnings)
   assert (len(read), sum(len(s.tokens) for s in read)) == (sentences, tokens)
   assert all(len(s.tags) == len(s.tokens) for s in read)
+  assert len(warnings) == 0  # all three are clean BIO
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(SHARED_DATA),
+                    reason="../shared/data is absent")
+def test_real_people_daily_folder_lacks_train_and_says_what_it_holds():
+  folder = os.path.join(SHARED_DATA, "people_daily_ner")
+  found = readers.find_split_files(folder)
+  assert (found["train"], os.path.basename(found["dev"]),
+          os.path.basename(found["test"])) == (None, "example.dev",
+                                               "example.test")
+  with pytest.raises(ValueError, match=r"it holds README\.md, example\.dev, "
+                     r"example\.test\."):
+    readers.find_split_files(folder, required_splits=("train",))

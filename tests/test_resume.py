@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from tests import test_train_lib
@@ -19,6 +20,7 @@ def _latest_step(output_dir):
   return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path):
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("".join(v + "\n" for v in test_train_lib.VOCAB))
@@ -29,8 +31,8 @@ def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path):
   train.write_text(test_train_lib.TRAIN, encoding="utf-8")
   output_dir = tmp_path / "out"
   command = [sys.executable, "-m", "trainer.task", "--do_train",
-             "--train_file=%s" % train, "--bert_config_file=%s" % config,
-             "--vocab_file=%s" % vocab, "--output_dir=%s" % output_dir,
+             f"--train_file={train}", f"--bert_config_file={config}",
+             f"--vocab_file={vocab}", f"--output_dir={output_dir}",
              "--max_seq_length=16", "--doc_stride=4", "--train_batch_size=2",
              "--num_train_steps=400", "--save_checkpoints_steps=10"]
   process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
@@ -56,8 +58,7 @@ def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path):
   rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert "Restoring parameters from %s/model.ckpt-%d" % (output_dir,
-                                                          killed_at) \
-      in rerun.stderr
+  assert (f"Restoring parameters from {output_dir}/model.ckpt-{killed_at}"
+          in rerun.stderr)
   assert "Reusing" in rerun.stderr  # the feature cache survived the kill
   assert _latest_step(str(output_dir)) == 400

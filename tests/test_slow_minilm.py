@@ -43,7 +43,7 @@ def test_pretrained_minilm_beats_random_init(tmp_path):
   assert summary["parameter_count"] == 22713216
   pretrained = _run(tmp_path, "pretrained", checkpoint_dir, init=True)
   random_init = _run(tmp_path, "random", checkpoint_dir, init=False)
-  print("dev entity F1 after %d steps: pretrained %.4f, random init %.4f"
-        % (STEPS, pretrained, random_init))
+  print(f"dev entity F1 after {STEPS} steps: pretrained {pretrained:.4f}, "
+        f"random init {random_init:.4f}")
   assert pretrained > 0.6
   assert pretrained > random_init + 0.3

@@ -1,5 +1,8 @@
 """Tests for trainer.tag_schemes."""
 
+import subprocess
+import sys
+
 import pytest
 
 from trainer import tag_schemes
@@ -27,6 +30,12 @@ def test_scheme_prefixes_are_data():
   assert set(tag_schemes.BIOES.prefixes) == {"B", "I", "O", "E", "S"}
   assert set(tag_schemes.BMES.prefixes) == {"B", "M", "E", "S", "O"}
   assert tag_schemes.BMES.inside_prefixes == ("M",)
+  # Transition rules too: which prefixes continue, open, must be closed.
+  assert tag_schemes.IOB1.continuing_prefixes == ("B",)
+  assert tag_schemes.IOB2.continuing_prefixes == ("I",)
+  assert tag_schemes.BMES.continuing_prefixes == ("M", "E")
+  assert tag_schemes.BMES.open_prefixes == ("B", "M")
+  assert tag_schemes.BIOES.explicit_end and not tag_schemes.IOB2.explicit_end
   with pytest.raises(AttributeError):
     tag_schemes.IOB2.name = "changed"  # frozen
 
@@ -118,3 +127,90 @@ def test_get_entities(tags, expected):
 
 def test_get_entities_accepts_tuples():
   assert tag_schemes.get_entities(("B-PER", "I-PER")) == [("PER", 0, 2)]
+
+
+@pytest.mark.parametrize("labels, scheme, expected", [
+    (["O", "B-PER", "I-PER"], None, tag_schemes.IOB2),
+    (["O"], None, tag_schemes.IOB2),
+    ([], None, tag_schemes.IOB2),
+    # A label list has no order: IOB1 is only known when named.
+    (["O", "I-PER", "I-LOC"], None, tag_schemes.IOB2),
+    (["O", "I-PER", "B-PER"], "IOB1", tag_schemes.IOB1),
+    (["O", "B-PER", "E-PER"], None, tag_schemes.BIOES),
+    (["O", "S-PER"], None, tag_schemes.BIOES),
+    (["B-PER", "M-PER", "E-PER", "S-PER"], None, tag_schemes.BMES),
+    (["O", "B-PER"], "bioes", tag_schemes.BIOES),
+])
+def test_scheme_of_labels(labels, scheme, expected):
+  assert tag_schemes.scheme_of_labels(labels, scheme) is expected
+
+
+def _table(rows):
+  return [[cell == "1" for cell in row.split()] for row in rows]
+
+
+def test_iob2_allowed_transitions_exact_table():
+  rules = tag_schemes.allowed_transitions(
+      ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"])
+  #                           next: O B-LOC B-PER I-LOC I-PER
+  assert rules.allowed == _table(["1 1 1 0 0",   # O
+                                  "1 1 1 1 0",   # B-LOC
+                                  "1 1 1 0 1",   # B-PER
+                                  "1 1 1 1 0",   # I-LOC
+                                  "1 1 1 0 1"])  # I-PER
+  assert rules.start == [True, True, True, False, False]
+  assert rules.end == [True] * 5
+
+
+def test_bioes_allowed_transitions_exact_table():
+  rules = tag_schemes.allowed_transitions(
+      ["O", "B-X", "I-X", "E-X", "S-X", "B-Y", "E-Y"])
+  #                           next: O B-X I-X E-X S-X B-Y E-Y
+  assert rules.allowed == _table(["1 1 0 0 1 1 0",   # O
+                                  "0 0 1 1 0 0 0",   # B-X
+                                  "0 0 1 1 0 0 0",   # I-X
+                                  "1 1 0 0 1 1 0",   # E-X
+                                  "1 1 0 0 1 1 0",   # S-X
+                                  "0 0 0 0 0 0 1",   # B-Y
+                                  "1 1 0 0 1 1 0"])  # E-Y
+  assert rules.start == _table(["1 1 0 0 1 1 0"])[0]
+  assert rules.end == _table(["1 0 0 1 1 0 1"])[0]
+
+
+def test_bmes_and_iob1_allowed_transitions_exact_tables():
+  bmes = tag_schemes.allowed_transitions(["O", "B-X", "M-X", "E-X", "S-X"])
+  assert bmes.allowed == _table(["1 1 0 0 1",
+                                 "0 0 1 1 0",
+                                 "0 0 1 1 0",
+                                 "1 1 0 0 1",
+                                 "1 1 0 0 1"])
+  assert bmes.start == _table(["1 1 0 0 1"])[0]
+  assert bmes.end == _table(["1 0 0 1 1"])[0]
+
+  iob1 = tag_schemes.allowed_transitions(["O", "I-X", "B-X", "I-Y"],
+                                         scheme="IOB1")
+  assert iob1.allowed == _table(["1 1 0 1",
+                                 "1 1 1 1",
+                                 "1 1 1 1",
+                                 "1 1 0 1"])
+  assert iob1.start == _table(["1 1 0 1"])[0]
+  assert iob1.end == [True] * 4
+
+
+@pytest.mark.parametrize("labels, scheme, message", [
+    (["O", "X-LOC"], None, r"label 1: invalid tag 'X-LOC' \(unknown prefix "
+     r"'X'\)"),
+    (["O", "B-LOC", "E-LOC"], "BIO",
+     r"label 2: invalid tag 'E-LOC'.*\(IOB2\)"),
+    (["O", "B-LOC"], "XYZ", r"Unknown tag scheme 'XYZ'"),
+])
+def test_allowed_transitions_rejects_bad_labels(labels, scheme, message):
+  with pytest.raises(ValueError, match=message):
+    tag_schemes.allowed_transitions(labels, scheme)
+
+
+def test_tag_schemes_never_imports_tensorflow():
+  code = ("import sys; from trainer import tag_schemes; "
+          "tag_schemes.allowed_transitions(['O', 'B-X', 'I-X']); "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+  subprocess.run([sys.executable, "-c", code], check=True)

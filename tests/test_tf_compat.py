@@ -11,7 +11,7 @@ from trainer.tf_compat import modeling
 tf1 = tf.compat.v1
 
 
-def _google_variable_names(num_layers):
+def google_variable_names(num_layers):
   """Variable names of Google's BERT checkpoints (bert_model.ckpt)."""
   names = ["bert/embeddings/word_embeddings",
            "bert/embeddings/token_type_embeddings",
@@ -50,7 +50,7 @@ def test_tiny_bert_has_exactly_google_variable_names():
     modeling.BertModel(config, is_training=False, input_ids=ids)
     variables = {v.name[:-2]: v.shape.as_list()
                  for v in tf1.global_variables()}
-  assert list(variables) == _google_variable_names(2)
+  assert list(variables) == google_variable_names(2)
   assert variables["bert/encoder/layer_1/output/LayerNorm/gamma"] == [16]
   assert variables["bert/embeddings/LayerNorm/beta"] == [16]
 

@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.pipeline_fixtures import DEV
+from tests.pipeline_fixtures import TRAIN
+from tests.pipeline_fixtures import assert_served_like_predict
+from trainer import estimator_lib
 from trainer import features
+from trainer import input_pipeline
 from trainer import schema
 from trainer import tokenization
 from trainer import train_lib
+from trainer.errors import UserError
 from trainer.tf_compat import modeling
 
 TINY_CONFIG = {
@@ -25,44 +31,6 @@ TINY_CONFIG = {
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in",
          "new", "york", "city", "mary", "went", "to", "paris", "the", "un",
          "met", "##s", "."]
-TRAIN = """\
--DOCSTART- O
-
-John B-PER
-lives O
-in O
-New B-LOC
-York I-LOC
-. O
-
-Mary B-PER
-went O
-to O
-Paris B-LOC
-. O
-
-The O
-UN B-ORG
-met O
-in O
-New B-LOC
-York I-LOC
-City I-LOC
-and O
-John B-PER
-went O
-to O
-Paris B-LOC
-and O
-Mary B-PER
-lives O
-in O
-New B-LOC
-York I-LOC
-. O
-"""
-# A dev sentence longer than one window (max_seq_length 10 -> 8 pieces).
-DEV = TRAIN.split("\n\n", 2)[2]
 
 
 def _write(path, text):
@@ -196,6 +164,7 @@ def test_train_eval_predict_export_and_serve(workspace):
   assert os.path.isdir(export_dir)
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_rerun_resumes_and_reuses_feature_cache(workspace, caplog):
   config = _config(workspace, do_train=True, num_train_steps=2)
   train_lib.run(config)
@@ -244,6 +213,7 @@ def test_freeze_bert_keeps_restored_variables_bit_identical(workspace, freeze):
     assert not np.array_equal(final[name], start[name]), name
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_eval_only_reuses_saved_labels(workspace):
   config = _config(workspace, do_train=True, num_train_steps=1)
   train_lib.run(config)
@@ -261,6 +231,7 @@ def test_unknown_dev_label_names_file_and_flag(workspace):
     train_lib.run(config)
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
   config = _config(workspace, do_train=True, num_train_steps=3,
                    bucket_boundaries=[7, 9])
@@ -282,7 +253,8 @@ def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
                              fixed_eval["token_loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("head", ["crf", "bilstm_crf"])
+@pytest.mark.parametrize("head", [
+    "crf", pytest.param("bilstm_crf", marks=pytest.mark.slow)])
 def test_crf_heads_train_eval_predict(workspace, head):
   config = _config(workspace, do_train=True, do_eval=True, do_predict=True,
                    head=head, lstm_units=8, crf_constrain_bio=True,
@@ -312,11 +284,12 @@ def test_crf_heads_train_eval_predict(workspace, head):
 @pytest.mark.parametrize("head", ["softmax", "bilstm_crf"])
 def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
   from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
+  from trainer import model_fn as model_fn_lib  # pylint: disable=import-outside-toplevel
   checkpoint = _write_tiny_checkpoint(workspace)
   bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
   labels = ["O", "B-LOC", "I-LOC"]
   for freeze, expect_bert_gradients in ((True, False), (False, True)):
-    model_fn = model_lib.model_fn_builder(
+    model_fn = model_fn_lib.model_fn_builder(
         bert_config, labels, checkpoint, 1e-3, 10, 1, freeze,
         head=model_lib.HeadConfig(kind=head, lstm_units=4))
     with tf.Graph().as_default() as graph:
@@ -341,11 +314,12 @@ def test_amp_and_xla_flags_build_and_train_on_cpu(workspace):
   assert final["loss_scale"] == 2.0 ** 15
   assert final["loss_scale_good_steps"] == 3
   assert final["global_step"] == 3
-  proto = train_lib.session_config(config)
+  proto = estimator_lib.session_config(config)
   assert proto.graph_options.rewrite_options.auto_mixed_precision == 1
   assert proto.graph_options.optimizer_options.global_jit_level == 1
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_periodic_eval_exports_best_checkpoint(workspace):
   config = _config(workspace, do_train=True, do_eval=True, do_export=True,
                    num_train_steps=4, eval_every_steps=2,
@@ -363,30 +337,12 @@ def test_periodic_eval_exports_best_checkpoint(workspace):
   assert os.path.isdir(summary["export"])
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_crf_export_serves_viterbi_tags_equal_to_do_predict(workspace):
-  from serving import client as client_lib  # pylint: disable=import-outside-toplevel
   config = _config(workspace, do_train=True, do_predict=True, do_export=True,
                    head="crf", crf_constrain_bio=True, num_train_steps=6)
   summary = train_lib.run(config)
-  with open(summary["predict"]["jsonl"], encoding="utf-8") as reader:
-    expected = [json.loads(line) for line in reader]
-  texts = [record["text"] for record in expected]
-  for signature in ("predict_examples", "serving_default"):
-    client = client_lib.NerClient(
-        export_dir=summary["export"], signature=signature,
-        transport=client_lib.SavedModelTransport(summary["export"]))
-    served = client.predict_records(texts)
-    assert [r["tags"] for r in served] == [r["tags"] for r in expected]
-    for got, want in zip(served, expected):
-      np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
-      # Entity scores are rounded to 6 digits: compare them with a tolerance.
-      assert [{k: v for k, v in e.items() if k != "score"}
-              for e in got["entities"]] == [
-                  {k: v for k, v in e.items() if k != "score"}
-                  for e in want["entities"]]
-      np.testing.assert_allclose([e["score"] for e in got["entities"]],
-                                 [e["score"] for e in want["entities"]],
-                                 atol=1e-5)
+  assert_served_like_predict(summary, compare_entities=True)
 
 
 def test_gradient_accumulation_matches_large_batch(workspace):
@@ -414,6 +370,7 @@ def test_gradient_accumulation_matches_large_batch(workspace):
     np.testing.assert_allclose(accumulated, big, rtol=0, atol=0.02 * np.abs(big).max())
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_output_dir_on_a_tf_filesystem(workspace):
   # ram:// stands in for gs://: every output path goes through tf.io.gfile.
   config = _config(workspace, output_dir="ram://ner_test_output",
@@ -428,16 +385,15 @@ def test_output_dir_on_a_tf_filesystem(workspace):
 
 
 MIRRORED_SCRIPT = """
-import json, os, sys
-import numpy as np
-import tensorflow as tf
-from trainer import train_lib
-settings = json.loads(sys.argv[1])
-config = train_lib.NerConfig(**settings)
-train_lib.run(config)
+import json, sys
+from trainer import estimator_lib, train_lib
+settings, devices = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+train_lib.run(train_lib.NerConfig(**settings),
+              estimator_lib.DeviceOverrides(distribution_devices=devices))
 """
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
@@ -448,11 +404,11 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
                      bert_config_file=str(config_path), do_train=True,
                      train_batch_size=4, bucketing=False, head_dropout=0.0,
                      num_train_steps=3, learning_rate=1e-3,
-                     distribution_devices=devices, save_checkpoints_steps=1,
-                     keep_checkpoint_max=10)
+                     save_checkpoints_steps=1, keep_checkpoint_max=10)
     # A fresh process: logical CPU devices must be set before TF starts.
     subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT,
-                    json.dumps(dataclasses.asdict(config))],
+                    json.dumps(dataclasses.asdict(config)),
+                    json.dumps(devices)],
                    check=True, timeout=300, capture_output=True,
                    cwd=os.path.dirname(os.path.dirname(__file__)))
     results[name] = _variables(tf.train.latest_checkpoint(config.output_dir))
@@ -469,15 +425,17 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
                                atol=1e-3 * np.abs(one).max())
 
 
+@pytest.mark.slow  # end to end, tens of seconds
 def test_tpu_estimator_path_without_tpu(workspace):
   # The TPUEstimator code path (fixed shapes, padded eval/predict batches,
   # TPUEstimatorSpec) with use_tpu=False, as on a machine without a TPU.
   checkpoint = _write_tiny_checkpoint(workspace)
-  config = _config(workspace, tpu_estimator=True, init_checkpoint=checkpoint,
+  config = _config(workspace, init_checkpoint=checkpoint,
                    do_train=True, do_eval=True, do_predict=True,
                    do_export=True, eval_batch_size=4, predict_batch_size=4,
                    num_tpu_cores=1, iterations_per_loop=2, num_train_steps=4)
-  summary = train_lib.run(config)
+  summary = train_lib.run(
+      config, estimator_lib.DeviceOverrides(tpu_estimator=True))
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-4")
   assert summary["eval"]["global_step"] == 4
   assert 0.0 <= summary["eval"]["entity_f1"] <= 1.0
@@ -490,3 +448,64 @@ def test_tpu_estimator_path_without_tpu(workspace):
                   input_mask=tf.constant([[1, 1, 1, 1]]),
                   segment_ids=tf.constant([[0, 0, 0, 0]]))
   assert result["tags"].shape == (1, 4)
+
+
+def test_num_steps():
+  config = train_lib.NerConfig(num_train_epochs=3.0, train_batch_size=32)
+  assert train_lib.num_steps(config, 100) == 10  # ceil(300 / 32)
+  assert train_lib.num_steps(config, 0) == 1
+  config.num_train_steps = 7
+  assert train_lib.num_steps(config, 100) == 7
+
+
+def test_write_key_values(tmp_path):
+  path = str(tmp_path / "eval_results.txt")
+  train_lib.write_key_values({"loss": 0.5, "entity_f1": 0.25,
+                              "global_step": 3}, path)
+  with open(path, encoding="utf-8") as reader:
+    assert reader.read() == "entity_f1 = 0.25\nglobal_step = 3\nloss = 0.5\n"
+
+
+def test_format_summary():
+  config = train_lib.NerConfig(output_dir="out", data_dir="data")
+  summary = {"labels": ["O", "B-X"], "train_steps": 5,
+             "eval": {"entity_f1": 0.5, "entity_precision": 0.25,
+                      "entity_recall": 1.0},
+             "predict": {"sentences": 2, "tokens": 9, "conll": "out/p.conll",
+                         "jsonl": "out/p.jsonl", "metrics": {"f1": 0.75}},
+             "export": "out/export/1"}
+  assert train_lib.format_summary(config, summary).split("\n") == [
+      "", "==== BERT-NER run finished ====",
+      "output_dir:   out",
+      "labels:       O B-X",
+      "trained to:   step 5 (checkpoints in out)",
+      "eval:         entity F1 0.5000, precision 0.2500, recall 1.0000 "
+      "(out/eval_results.txt)",
+      "predictions:  2 sentences, 9 tokens -> out/p.conll, out/p.jsonl",
+      "predict F1:   0.7500",
+      "SavedModel:   out/export/1"]
+
+
+def test_predict_without_a_trained_model_is_explained(tmp_path):
+  data = tmp_path / "test.txt"
+  data.write_text("EU B-ORG\nrejects O\n", encoding="utf-8")
+  labels = tmp_path / "labels.txt"
+  labels.write_text("O\nB-ORG\n", encoding="utf-8")
+  config = train_lib.NerConfig(predict_file=str(data), labels_file=str(labels),
+                               train_file=str(data), do_predict=True,
+                               output_dir=str(tmp_path / "out"))
+  with pytest.raises(UserError, match="holds no checkpoint.*--do_train"):
+    train_lib.run(config)
+
+
+def test_full_disk_while_writing_features_is_a_user_error(workspace,
+                                                          monkeypatch):
+  def full_disk(windows, path):
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f"{path}.tmp-1; No space left on device")
+  monkeypatch.setattr(input_pipeline, "write_features", full_disk)
+  config = _config(workspace, do_train=True)
+  with pytest.raises(UserError, match=(
+      f"^{config.output_dir}/cache/train-[0-9a-f]{{16}}.tfrecord.tmp-1: no "
+      f"space left on device \\(--output_dir={config.output_dir}\\)$")):
+    train_lib.run(config)

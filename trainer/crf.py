@@ -25,8 +25,8 @@ positions with `scatter_to_positions`, so transitions are learned between
 consecutive words, not between pieces of the same word.
 
 Every function builds the same ops in `tf.compat.v1` graph mode, inside
-`tf.function` and eagerly. `bio_allowed_transitions` and `bio_allowed_end` are
-pure Python/numpy.
+`tf.function` and eagerly. `bio_allowed_transitions` and `bio_allowed_end` turn
+the scheme rules of `tag_schemes.allowed_transitions` into numpy masks.
 """
 
 from typing import Optional, Sequence
@@ -220,19 +220,17 @@ def crf_log_likelihood(potentials, tag_ids, lengths, transitions,
   return score - log_z
 
 
-def _as_bool_matrix(allowed, shape, name):
+def _penalized(scores, allowed, shape, name):
+  """`scores` + `FORBIDDEN_SCORE` where bool `allowed` is False; None: as is."""
+  if allowed is None:
+    return scores
   allowed = tf.convert_to_tensor(allowed)
   if allowed.dtype != tf.bool:
     raise ValueError(f"{name} must be bool, got {allowed.dtype}.")
   allowed.shape.assert_is_compatible_with(shape)
-  return allowed
-
-
-def _penalty(allowed, shape, name):
-  """float32 0 where allowed, FORBIDDEN_SCORE where not."""
-  allowed = _as_bool_matrix(allowed, shape, name)
-  return tf.where(allowed, tf.zeros(shape, tf.float32),
-                  tf.fill(shape, tf.constant(FORBIDDEN_SCORE, tf.float32)))
+  return scores + tf.where(
+      allowed, tf.zeros(shape, tf.float32),
+      tf.fill(shape, tf.constant(FORBIDDEN_SCORE, tf.float32)))
 
 
 def crf_viterbi_decode(potentials, lengths, transitions, start_transitions=None,
@@ -272,18 +270,36 @@ def crf_viterbi_decode(potentials, lengths, transitions, start_transitions=None,
       _prepare(potentials, lengths, transitions, start_transitions,
                end_transitions))
   num_labels = potentials.shape[-1]
-  if allowed_transitions is not None:
-    transitions += _penalty(allowed_transitions, [num_labels, num_labels],
-                            "allowed_transitions")
-  if allowed_start is not None:
-    start_transitions += _penalty(allowed_start, [num_labels], "allowed_start")
-  if allowed_end is not None:
-    end_transitions += _penalty(allowed_end, [num_labels], "allowed_end")
+  transitions = _penalized(transitions, allowed_transitions,
+                           [num_labels, num_labels], "allowed_transitions")
+  start_transitions = _penalized(start_transitions, allowed_start,
+                                 [num_labels], "allowed_start")
+  end_transitions = _penalized(end_transitions, allowed_end, [num_labels],
+                               "allowed_end")
+  alphas, backpointers = _viterbi_forward(potentials, lengths, transitions,
+                                          start_transitions)
+  final_scores = alphas[-1] + end_transitions[None, :]  # [B, L]
+  last_tag = tf.argmax(final_scores, axis=1, output_type=tf.int32)
+  best_score = tf.reduce_max(final_scores, axis=1)
+  tags = _backtrack(backpointers, last_tag)
+  mask = tf.sequence_mask(lengths, tf.shape(potentials)[1])
+  tags = tf.where(mask, tags, tf.zeros_like(tags))
+  best_score = tf.where(lengths > 0, best_score, tf.zeros_like(best_score))
+  return tags, best_score
 
+
+def _viterbi_forward(potentials, lengths, transitions, start_transitions):
+  """Max-product forward pass -> (alphas, backpointers).
+
+  alphas: float32 [T + 1, B, L], best prefix score ending in each label,
+  frozen past each length as in `_forward_log_alphas`. backpointers: int32
+  [T + 1, B, L], the best previous label; a frozen (padded) or first step
+  points every label back at itself, so backtracking carries the last valid
+  label unchanged through padding.
+  """
+  num_labels = potentials.shape[-1]
   time_major, positions = _time_major_with_extra_step(potentials)
   batch_size = tf.shape(potentials)[0]
-  # A frozen (padded) step points every label back at itself, so backtracking
-  # carries the last valid label unchanged through the padding.
   identity = tf.tile(tf.range(num_labels, dtype=tf.int32)[None, :],
                      tf.stack([batch_size, 1]))
 
@@ -304,25 +320,19 @@ def crf_viterbi_decode(potentials, lengths, transitions, start_transitions=None,
 
   initial = (tf.zeros(tf.stack([batch_size, num_labels]), tf.float32),
              identity)
-  alphas, backpointers = tf.scan(step, (time_major, positions),
-                                 initializer=initial)
-  final_scores = alphas[-1] + end_transitions[None, :]  # [B, L]
-  last_tag = tf.argmax(final_scores, axis=1, output_type=tf.int32)
-  best_score = tf.reduce_max(final_scores, axis=1)
+  return tf.scan(step, (time_major, positions), initializer=initial)
 
+
+def _backtrack(backpointers, last_tag):
+  """int32 [B, T] best path from int32 [T + 1, B, L] backpointers and [B]."""
   def back_step(next_tag, backpointer_t):
-    # backpointer_t[b, next_tag[b]] is the label one position earlier.
+    # backpointer_t[b, next_tag[b]] is the label one position earlier. As
+    # backpointers[t] (t = 1..T) gives tag t - 1 from tag t, output k of the
+    # reverse scan is the tag at position k.
     return tf.gather(backpointer_t, next_tag[:, None], batch_dims=1)[:, 0]
 
-  # backpointers[t] for t = 1..T gives tag t-1 from tag t; reverse scan output
-  # k is therefore the tag at position k.
-  tags_time_major = tf.scan(back_step, backpointers[1:], initializer=last_tag,
-                            reverse=True)
-  tags = tf.transpose(tags_time_major, [1, 0])  # [B, T]
-  mask = tf.sequence_mask(lengths, tf.shape(potentials)[1])
-  tags = tf.where(mask, tags, tf.zeros_like(tags))
-  best_score = tf.where(lengths > 0, best_score, tf.zeros_like(best_score))
-  return tags, best_score
+  return tf.transpose(tf.scan(back_step, backpointers[1:],
+                              initializer=last_tag, reverse=True), [1, 0])
 
 
 def crf_marginals(potentials, lengths, transitions, start_transitions=None,
@@ -450,71 +460,16 @@ def scatter_to_positions(values, indices, max_time, fill):
                                      tf.boolean_mask(values, valid))
 
 
-# Transition rules per scheme, as data. For scheme S:
-#   needs_same_type_before: prefixes that may only follow a tag in
-#     `opens` of the same type (and so can never start a sentence).
-#   opens: prefixes after which an entity of their type may continue.
-#   must_continue: if True, a tag in `opens` must be followed by a tag in
-#     `needs_same_type_before` of the same type (and cannot end a sentence).
-_SCHEME_RULES = {
-    # IOB2: I-X continues B-X/I-X; B and O may follow anything.
-    "IOB2": dict(needs_same_type_before=("I",), opens=("B", "I"),
-                 must_continue=False),
-    # IOB1: I-X starts chunks too; B-X only separates two adjacent X chunks.
-    "IOB1": dict(needs_same_type_before=("B",), opens=("B", "I"),
-                 must_continue=False),
-    # BIOES: B-X/I-X must be followed by I-X/E-X; E and S close the entity.
-    "BIOES": dict(needs_same_type_before=("I", "E"), opens=("B", "I"),
-                  must_continue=True),
-    # BMES: as BIOES with M for I.
-    "BMES": dict(needs_same_type_before=("M", "E"), opens=("B", "M"),
-                 must_continue=True),
-}
-
-
-def _resolve_scheme(label_names, scheme):
-  """Scheme name from `scheme` or, when None, from the label prefixes."""
-  if scheme is not None:
-    return tag_schemes.get_scheme(scheme).name
-  prefixes = {tag_schemes.split_tag(label)[0] for label in label_names}
-  if "M" in prefixes:
-    return tag_schemes.BMES.name
-  if prefixes & {"E", "S"}:
-    return tag_schemes.BIOES.name
-  return tag_schemes.IOB2.name
-
-
-def _split_labels(label_names, scheme):
-  scheme_name = _resolve_scheme(label_names, scheme)
-  tag_scheme = tag_schemes.get_scheme(scheme_name)
-  for index, label in enumerate(label_names):
-    tag_schemes.validate_tag(label, tag_scheme, f"label {index}")
-  return scheme_name, [tag_schemes.split_tag(label) for label in label_names]
-
-
 def bio_allowed_transitions(label_names: Sequence[str],
                             scheme: Optional[str] = None):
-  """Which label bigrams and first labels are valid in the tag scheme.
+  """The scheme's allowed bigrams and first labels as numpy masks.
 
-  The scheme is `scheme` if given (any name `tag_schemes.get_scheme`
-  accepts), else guessed from the labels: any 'M-' -> BMES, any 'E-'/'S-' ->
-  BIOES, otherwise IOB2 (BIO). IOB1 cannot be told apart from IOB2 by its
-  labels, so IOB1 data must pass scheme="IOB1". X != Y below are types.
-
-  Forbidden, IOB2/BIO:
-    O -> I-X; B-X -> I-Y; I-X -> I-Y; starting with I-X.
-  Forbidden, BIOES (IOBES):
-    I-X or E-X after anything but B-X / I-X (so after O, S-*, E-*, B-Y, I-Y);
-    B-X or I-X followed by anything but I-X / E-X (so -> O, B-*, S-*);
-    starting with I-X or E-X. (`bio_allowed_end`: ending with B-X or I-X.)
-  Forbidden, BMES: as BIOES with M in place of I.
-  Forbidden, IOB1:
-    B-X after anything but B-X / I-X; starting with B-X.
-  Everything else is allowed.
+  The rules, the scheme guess from the labels (IOB1 needs scheme="IOB1") and
+  label validation are `tag_schemes.allowed_transitions`'.
 
   Args:
     label_names: label strings in id order, 'O' or 'PREFIX-TYPE'.
-    scheme: optional scheme name.
+    scheme: optional scheme name (any name `tag_schemes.get_scheme` accepts).
 
   Returns:
     allowed: np.bool_ [L, L], allowed[i, j] is whether label j may follow i.
@@ -523,43 +478,23 @@ def bio_allowed_transitions(label_names: Sequence[str],
   Raises:
     ValueError: for an unknown scheme or a label not valid in the scheme.
 
-  Example (IOB2; rows = previous label, columns = next)::
-
-                 O  B-LOC B-PER I-LOC I-PER
-      O          1    1     1     0     0
-      B-LOC      1    1     1     1     0
-      I-LOC      1    1     1     1     0
-      start      1    1     1     0     0
+  Example: ['O', 'B-LOC', 'I-LOC'] -> allowed [[1, 1, 0], [1, 1, 1],
+  [1, 1, 1]], allowed_start [1, 1, 0].
   """
-  scheme_name, parts = _split_labels(label_names, scheme)
-  rules = _SCHEME_RULES[scheme_name]
-  num_labels = len(parts)
-  allowed = np.ones([num_labels, num_labels], dtype=np.bool_)
-  for i, (prefix_before, type_before) in enumerate(parts):
-    for j, (prefix_after, type_after) in enumerate(parts):
-      continues = (prefix_before in rules["opens"]
-                   and type_before == type_after)
-      if prefix_after in rules["needs_same_type_before"]:
-        allowed[i, j] = continues
-      elif rules["must_continue"] and prefix_before in rules["opens"]:
-        allowed[i, j] = False
-  allowed_start = np.array(
-      [prefix not in rules["needs_same_type_before"] for prefix, _ in parts],
-      dtype=np.bool_)
-  return allowed, allowed_start
+  rules = tag_schemes.allowed_transitions(label_names, scheme)
+  num_labels = len(label_names)
+  allowed = np.array(rules.allowed, dtype=np.bool_).reshape(
+      [num_labels, num_labels])
+  return allowed, np.array(rules.start, dtype=np.bool_)
 
 
 def bio_allowed_end(label_names: Sequence[str], scheme: Optional[str] = None):
   """np.bool_ [L]: whether a sentence may end with each label.
 
-  Only BIOES and BMES forbid anything: a sentence cannot end inside an entity
-  (B-X, I-X / M-X). Scheme resolution as in `bio_allowed_transitions`.
+  Only BIOES and BMES forbid anything (a sentence cannot end inside an
+  entity); arguments and rules as in `bio_allowed_transitions`.
 
   Example: ['O', 'B-PER', 'I-PER', 'E-PER', 'S-PER'] -> [1, 0, 0, 1, 1].
   """
-  scheme_name, parts = _split_labels(label_names, scheme)
-  rules = _SCHEME_RULES[scheme_name]
-  return np.array(
-      [not (rules["must_continue"] and prefix in rules["opens"])
-       for prefix, _ in parts], dtype=np.bool_)
-
+  return np.array(tag_schemes.allowed_transitions(label_names, scheme).end,
+                  dtype=np.bool_)

@@ -1,4 +1,4 @@
-"""SavedModel export for TensorFlow Serving.
+"""SavedModel export for TensorFlow Serving: signatures, warmup, versions.
 
 Layout written by `export_model` (names from `trainer.schema`)::
 
@@ -11,7 +11,15 @@ Layout written by `export_model` (names from `trainer.schema`)::
 
 A version is written under a hidden temporary name in `export_dir` and renamed
 into place, so TF Serving never sees a half-written version and an existing
-version is never overwritten.
+version is never overwritten (version numbers: `trainer.export_versions`).
+Temporary folders over an hour old, left by killed exports, are removed by
+the next export.
+
+Every signature checks its inputs in the graph before the model runs
+(`trainer.serving_checks`): ids outside [0, vocab_size), segment ids outside
+[0, type_vocab_size), a mask not 0/1, more positions than
+max_position_embeddings, or a text over max_text_chars fail with
+INVALID_ARGUMENT naming the input and the value, in TF Serving as well.
 
 Signatures (B = batch, T = positions, C = characters)::
 
@@ -26,7 +34,8 @@ Signatures (B = batch, T = positions, C = characters)::
     predict_text      in:  text string [B], raw UTF-8 sentences
                       out: tags string [B, C], label_ids int32 [B, C],
                            scores float32 [B, C], lengths int32 [B]
-                      (only for character-level models, see below)
+                      (only for character-level models; the in-graph
+                      tokenizer is `trainer.text_signature`)
 
 For serving_default and predict_examples only positions holding the first
 word-piece of a word carry a meaningful tag; the client finds them with the
@@ -37,286 +46,89 @@ example of a request or for none), serving_default derives them from the ids
 (`model.word_start_mask`: a word starts at every piece that is not "##..." or
 a special token, so a word that is all [UNK] is not seen as one there).
 
-predict_text does the whole character-level pipeline in the graph with core
-TensorFlow ops only (the stock TF Serving binary has no tensorflow-text ops):
-
-    "张三 在北京"  -> characters 张 三 ␠ 在 北 京   (tf.strings.unicode_split)
-                  -> tokens     张 三 在 北 京       (whitespace is no token)
-                  -> ids via a character table       ([UNK] when absent)
-                  -> windows [CLS] ... [SEP] of at most max_seq_length, the
-                     same windows and best-window rule as training
-                     (`features.plan_windows`, `features.best_window_per_word`)
-                  -> one tag per character; whitespace and padding get tag ""
-                     (`schema.NO_TOKEN_TAG`), label id -1 and score 0.
-
-Sentences longer than `max_seq_length - 2` characters are therefore split
-into windows, not rejected; only sentences over `max_text_chars` characters
-(ner_config.json) fail with INVALID_ARGUMENT. The character table is computed
-at export time with the training tokenizer (`NerTokenizer.tokenize_word` of
-each Basic Multilingual Plane character), so lower-casing and accent stripping
-match training exactly for those characters; the graph lower-cases with
-`tf.strings.lower(encoding="utf-8")` (ICU) before the lookup. Limits: a
-character outside the BMP is looked up as is (no lower-casing or accent
-stripping; it is [UNK] unless the vocab holds it), and the rare character that
-BERT splits into several pieces is represented by its first piece only.
+With `do_eval`, `export_best` exports a checkpoint only when its eval entity
+F1 beats every earlier one, so the highest version of `export_best/` is the
+best model.
 """
 
 import json
 import os
-import re
 import tempfile
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import uuid
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer import export_versions
 from trainer import gfile_io
 from trainer import labels as labels_lib
 from trainer import model as model_lib
 from trainer import schema
+from trainer import serving_checks
+from trainer import text_signature
 from trainer import tokenization
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
 
-# Longest sentence (in characters) predict_text accepts; longer ones get
-# INVALID_ARGUMENT. Bounds the [batch, characters, windows] best-window matrix.
-DEFAULT_MAX_TEXT_CHARS = 8192
-# A vocab is character-level when at least this fraction of its ordinary
-# (non-special, non-"##") entries are single characters (Chinese BERT vocabs
-# and the from-scratch sample vocab are; English vocabs are around 0.03).
-CHARACTER_VOCAB_FRACTION = 0.5
 # Characters that appear in the warmup requests of predict_text.
 _WARMUP_TEXT_CHARACTERS = 6
-_BMP_END = 0x10000
-_SURROGATES = range(0xD800, 0xE000)
-# Characters that are not tokens in predict_text: what Python's str.isspace()
-# (and so `readers.default_word_splitter`) treats as whitespace, in RE2 syntax.
-_WHITESPACE_PATTERN = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]"
-
-
-def next_version(export_dir):
-  """1 + the highest integer version folder in `export_dir` (1 when none)."""
-  names = (tf.io.gfile.listdir(export_dir) if tf.io.gfile.isdir(export_dir)
-           else [])
-  versions = [int(name.rstrip("/")) for name in names
-              if re.fullmatch(r"\d+/?", name)]
-  return max(versions, default=0) + 1
-
-
-def is_character_vocab(vocab):
-  """True when most ordinary entries of `vocab` (piece -> id) are characters.
-
-  Example: a Chinese BERT vocab ("的", "##的", "[CLS]", ...) -> True;
-  an English one ("the", "##s", "[CLS]", ...) -> False.
-  """
-  ordinary = [piece for piece in vocab
-              if piece not in schema.SPECIAL_TOKENS
-              and not piece.startswith("##")
-              and not (piece.startswith("[") and piece.endswith("]"))]
-  if not ordinary:
-    return False
-  single = sum(1 for piece in ordinary if len(piece) == 1)
-  return single / len(ordinary) >= CHARACTER_VOCAB_FRACTION
-
-
-def resolve_tokenizer_kind(ner_config, vocab):
-  """`ner_config["tokenizer"]` when set ("char"/"wordpiece"), else detected."""
-  kind = ner_config.get("tokenizer")
-  if kind in (None, "", "auto"):
-    return (schema.CHAR_TOKENIZER if is_character_vocab(vocab)
-            else schema.WORDPIECE_TOKENIZER)
-  allowed = (schema.CHAR_TOKENIZER, schema.WORDPIECE_TOKENIZER)
-  if kind not in allowed:
-    raise ValueError("ner_config tokenizer=%r is not one of %s (or auto)."
-                     % (kind, ", ".join(allowed)))
-  return kind
-
-
-def character_table(tokenizer):
-  """Maps each character the graph may look up to its training-time piece id.
-
-  Args:
-    tokenizer: `trainer.tokenization.NerTokenizer`.
-
-  Returns:
-    dict str (one character, already lower-cased when the tokenizer lower-cases)
-    -> int id. Characters absent from it are [UNK].
-
-  Example (uncased vocab holding "e" but not "é"): {"e": 7, "é": 7, ...}: the
-  graph lower-cases "É" to "é", which BERT's accent stripping also maps to "e".
-  """
-  unk = [schema.UNK_TOKEN]
-  table = {}
-  for codepoint in range(_BMP_END):
-    if codepoint in _SURROGATES:
-      continue
-    character = chr(codepoint)
-    if tokenizer.do_lower_case and character.lower() != character:
-      continue  # never looked up: the graph lower-cases first
-    pieces = tokenizer.tokenize_word(character)
-    if pieces != unk:
-      table[character] = tokenizer.convert_tokens_to_ids(pieces[:1])[0]
-  for piece, piece_id in tokenizer.vocab.items():
-    if len(piece) == 1 and ord(piece) >= _BMP_END:
-      table.setdefault(piece, piece_id)
-  return table
-
-
-def text_features(text, table, cls_id, sep_id, do_lower_case, max_seq_length,
-                  doc_stride, max_text_chars):
-  """In-graph character tokenization and windowing for predict_text.
-
-  Args:
-    text: string [B], UTF-8 sentences.
-    table: lookup table character -> int64 id ([UNK] by default).
-    cls_id, sep_id: int ids of [CLS] and [SEP].
-    do_lower_case: lower-case characters before the lookup.
-    max_seq_length: positions per window including [CLS] and [SEP].
-    doc_stride: tokens between window starts (as in training).
-    max_text_chars: longest accepted sentence, in characters.
-
-  Returns:
-    (features: int32 [NW, T] input_ids, input_mask, segment_ids and
-       word_positions over the NW windows of the whole batch, T = longest
-       window + 2;
-     layout: dict of tensors `select_text_outputs` needs).
-
-  Example (max_seq_length 5, doc_stride 2, so 3 tokens per window, stride 2):
-  "ab cde" has 6 characters and 5 tokens (the space is none), so windows
-  [CLS] a b c [SEP] and [CLS] c d e [SEP], exactly as
-  `features.plan_windows([1] * 5, 3, 2)` gives.
-  """
-  characters = tf.strings.unicode_split(text, "UTF-8", errors="strict")
-  num_chars = tf.cast(characters.row_lengths(), tf.int32)          # [B]
-  check = tf.debugging.assert_less_equal(
-      num_chars, tf.constant(max_text_chars, tf.int32),
-      message="predict_text: a sentence is longer than max_text_chars=%d "
-              "characters; split it, or send windows to serving_default "
-              "(the client does)" % max_text_chars)
-  with tf.control_dependencies([check]):
-    is_token = tf.logical_not(tf.strings.regex_full_match(
-        characters.flat_values, _WHITESPACE_PATTERN))
-  is_token = characters.with_flat_values(is_token)                  # [B, (C)]
-  tokens = tf.ragged.boolean_mask(characters, is_token)             # [B, (N)]
-  keys = tokens.flat_values
-  if do_lower_case:
-    keys = tf.strings.lower(keys, encoding="utf-8")
-  token_ids = tokens.with_flat_values(tf.cast(table.lookup(keys), tf.int32))
-  num_tokens = tf.cast(tokens.row_lengths(), tf.int32)              # [B]
-
-  max_pieces = max_seq_length - 2
-  stride = min(doc_stride, max_pieces)
-  # features.plan_windows with one piece per token: starts 0, s, 2s, ...
-  num_windows = tf.where(
-      num_tokens <= max_pieces, tf.ones_like(num_tokens),
-      (num_tokens - max_pieces + stride - 1) // stride + 1)         # [B]
-  batch_size = tf.shape(text)[0]
-  window_sentence = tf.repeat(tf.range(batch_size), num_windows)    # [NW]
-  window_start = tf.ragged.range(num_windows).flat_values * stride  # [NW]
-  window_length = tf.minimum(
-      max_pieces, tf.gather(num_tokens, window_sentence) - window_start)
-  positions = tf.reduce_max(tf.concat([window_length, [0]], 0)) + 2  # T
-  # One extra zero column so gathers stay in range for empty batches/texts.
-  dense_ids = tf.concat([token_ids.to_tensor(0),
-                         tf.zeros([batch_size, 1], tf.int32)], 1)   # [B, N+1]
-  position = tf.range(positions)[tf.newaxis, :]                     # [1, T]
-  token_index = tf.clip_by_value(window_start[:, tf.newaxis] + position - 1,
-                                 0, tf.shape(dense_ids)[1] - 1)     # [NW, T]
-  window_ids = tf.gather_nd(dense_ids, tf.stack(
-      [tf.broadcast_to(window_sentence[:, tf.newaxis], tf.shape(token_index)),
-       token_index], -1))                                           # [NW, T]
-  length = window_length[:, tf.newaxis]
-  # tf.equal, not ==: in a v1 graph `==` compares tensor identity.
-  input_ids = tf.where(
-      tf.equal(position, 0), cls_id,
-      tf.where(position <= length, window_ids,
-               tf.where(tf.equal(position, length + 1), sep_id, 0)))
-  is_word = tf.logical_and(position >= 1, position <= length)
-  features = {
-      schema.INPUT_IDS: input_ids,
-      schema.INPUT_MASK: tf.cast(position <= length + 1, tf.int32),
-      schema.SEGMENT_IDS: tf.zeros_like(input_ids),
-      # Every character token is a word (first piece) at index start + p - 1.
-      schema.WORD_POSITIONS: tf.where(
-          is_word, window_start[:, tf.newaxis] + position - 1,
-          schema.NO_WORD),
-  }
-  layout = {"num_chars": num_chars, "is_token": is_token,
-            "num_tokens": num_tokens, "num_windows": num_windows,
-            "max_pieces": max_pieces, "stride": stride}
-  return features, layout
-
-
-def select_text_outputs(window_outputs, layout):
-  """Picks each token's output from its best window, then maps to characters.
-
-  The best window is `features.best_window_per_word`'s: most context
-  min(left, right) plus 0.01 * window length, ties to the earlier window
-  (computed here in integers: 100 * context + length, then window order).
-
-  Args:
-    window_outputs: {tags string, label_ids int32, scores float32} [NW, T].
-    layout: from `text_features`.
-
-  Returns:
-    {tags string [B, C], label_ids int32 [B, C], scores float32 [B, C],
-     lengths int32 [B]}; whitespace and padding positions hold
-     `schema.NO_TOKEN_TAG`, `schema.PAD_LABEL_ID` and 0.
-  """
-  num_tokens, num_windows = layout["num_tokens"], layout["num_windows"]
-  max_pieces, stride = layout["max_pieces"], layout["stride"]
-  max_tokens = tf.reduce_max(tf.concat([num_tokens, [0]], 0))
-  max_windows = tf.reduce_max(tf.concat([num_windows, [1]], 0))
-  token = tf.range(max_tokens)[tf.newaxis, :, tf.newaxis]           # [1, N, 1]
-  window = tf.range(max_windows)[tf.newaxis, tf.newaxis, :]         # [1, 1, W]
-  start = window * stride
-  end = tf.minimum(start + max_pieces, num_tokens[:, tf.newaxis, tf.newaxis])
-  valid = ((window < num_windows[:, tf.newaxis, tf.newaxis])
-           & (start <= token) & (token < end))                      # [B, N, W]
-  score = tf.cast(100 * tf.minimum(token - start, end - 1 - token)
-                  + (end - start), tf.int64)
-  score = (score * tf.cast(max_windows + 1, tf.int64)
-           + tf.cast(max_windows - window, tf.int64))
-  score = tf.where(valid, score, tf.constant(-1, tf.int64))
-  best = tf.argmax(score, axis=2, output_type=tf.int32)             # [B, N]
-  first_window = tf.cumsum(num_windows, exclusive=True)             # [B]
-  total_windows = tf.reduce_sum(num_windows)
-  flat_window = tf.clip_by_value(first_window[:, tf.newaxis] + best, 0,
-                                 tf.maximum(total_windows - 1, 0))
-  positions = tf.shape(window_outputs[schema.OUTPUT_TAGS])[1]
-  position = tf.clip_by_value(token[:, :, 0] - best * stride + 1, 0,
-                              tf.maximum(positions - 1, 0))
-  index = tf.stack([flat_window, position], -1)                     # [B, N, 2]
-
-  is_token = layout["is_token"].to_tensor(False)                    # [B, C]
-  char_token = tf.clip_by_value(
-      tf.cumsum(tf.cast(is_token, tf.int32), axis=1) - 1, 0, max_tokens)
-  batch_size = tf.shape(num_tokens)[0]
-  pads = {schema.OUTPUT_TAGS: schema.NO_TOKEN_TAG,
-          schema.OUTPUT_LABEL_IDS: schema.PAD_LABEL_ID,
-          schema.OUTPUT_SCORES: 0.0}
-  outputs = {}
-  for key, pad in pads.items():
-    values = window_outputs[key]
-    per_token = tf.gather_nd(values, index)                         # [B, N]
-    pad_column = tf.fill([batch_size, 1], tf.constant(pad, values.dtype))
-    per_token = tf.concat([per_token, pad_column], 1)               # [B, N+1]
-    per_char = tf.gather(per_token, char_token, axis=1, batch_dims=1)
-    outputs[key] = tf.where(is_token, per_char,
-                            tf.constant(pad, values.dtype))
-  outputs[schema.OUTPUT_LENGTHS] = layout["num_chars"]
-  return outputs
 
 
 def _signature(inputs, outputs):
   return tf1.saved_model.predict_signature_def(inputs=inputs, outputs=outputs)
 
 
-def build_serving_graph(bert_config, label_names, head, tokenizer,
-                        tokenizer_kind, max_seq_length, doc_stride,
-                        max_text_chars):
+def _example_features(examples: tf.Tensor, head: model_lib.HeadConfig,
+                      bert_config: modeling.BertConfig
+                      ) -> Dict[str, tf.Tensor]:
+  """Parses predict_examples' serialized tf.Examples into model features.
+
+  The int64 values are checked (`serving_checks.checked_model_inputs`) before the cast to
+  int32, so an id of 2**32 + 10 is refused rather than read as 10.
+
+  Args:
+    examples: string [B], serialized tf.Example with the training TFRecords'
+      int64 lists (unpadded; padded here to the longest example).
+    head: gives the continuation ids used when `word_positions` is absent.
+    bert_config: the limits `checked_model_inputs` enforces.
+
+  Returns:
+    input_ids, input_mask, segment_ids, word_positions: int32 [B, T]. Heads
+    that predict per word (CRF) use word_positions to find first pieces: the
+    requests' own when every example carries it, else derived from the ids
+    (0 at word starts, -1 elsewhere).
+
+  Example: one example {input_ids [2, 7, 3], input_mask [1, 1, 1],
+  segment_ids [0, 0, 0]} with "7" an ordinary piece -> word_positions
+  [[-1, 0, -1]].
+  """
+  keys = schema.MODEL_INPUT_KEYS + (schema.WORD_POSITIONS,)
+  parsed = tf.io.parse_example(examples, {
+      key: tf.io.FixedLenSequenceFeature(
+          [], tf.int64, allow_missing=True,
+          default_value=schema.PADDING_VALUES[key])
+      for key in keys})
+  parsed = serving_checks.checked_model_inputs(parsed, bert_config)
+  features = {key: tf.cast(parsed[key], tf.int32) for key in keys}
+  given = features[schema.WORD_POSITIONS]
+  derived = tf.where(
+      model_lib.word_start_mask(
+          {key: features[key] for key in schema.MODEL_INPUT_KEYS},
+          head.continuation_ids), 0, schema.NO_WORD)
+  features[schema.WORD_POSITIONS] = tf.cond(
+      tf.equal(tf.shape(given)[1], tf.shape(derived)[1]),
+      lambda: given, lambda: derived)
+  return features
+
+
+def build_serving_graph(bert_config: modeling.BertConfig,
+                        label_names: Sequence[str],
+                        head: model_lib.HeadConfig, tokenizer,
+                        tokenizer_kind: str, max_seq_length: int,
+                        doc_stride: int, max_text_chars: int) -> Dict[str, Any]:
   """Builds every signature in the default graph, sharing one set of variables.
 
   Args:
@@ -325,7 +137,8 @@ def build_serving_graph(bert_config, label_names, head, tokenizer,
     head: `model.HeadConfig` the checkpoint was trained with.
     tokenizer: `tokenization.NerTokenizer` of the training vocab.
     tokenizer_kind: `schema.CHAR_TOKENIZER` adds predict_text.
-    max_seq_length, doc_stride, max_text_chars: see `text_features`.
+    max_seq_length, doc_stride, max_text_chars: see
+      `text_signature.text_features`.
 
   Returns:
     dict signature name -> SignatureDef.
@@ -344,58 +157,34 @@ def build_serving_graph(bert_config, label_names, head, tokenizer,
     inputs = {key: tf1.placeholder(tf.int32, [None, None], name=key)
               for key in schema.MODEL_INPUT_KEYS}
     signatures[schema.SERVING_DEFAULT_SIGNATURE] = _signature(
-        inputs, model_outputs(inputs))
+        inputs, model_outputs(serving_checks.checked_model_inputs(
+            inputs, bert_config)))
 
   with tf.name_scope(schema.PREDICT_EXAMPLES_SIGNATURE):
     examples = tf1.placeholder(tf.string, [None],
                                name=schema.EXAMPLES_INPUT_KEY)
-    # The training TFRecords' spec: unpadded int64 lists, padded here to the
-    # longest example of the batch. word_positions is optional: heads that
-    # predict per word (CRF) use it to find first pieces exactly.
-    keys = schema.MODEL_INPUT_KEYS + (schema.WORD_POSITIONS,)
-    parsed = tf.io.parse_example(examples, {
-        key: tf.io.FixedLenSequenceFeature(
-            [], tf.int64, allow_missing=True,
-            default_value=schema.PADDING_VALUES[key])
-        for key in keys})
-    features = {key: tf.cast(parsed[key], tf.int32) for key in keys}
-    given = features[schema.WORD_POSITIONS]
-    derived = tf.where(
-        model_lib.word_start_mask(
-            {key: features[key] for key in schema.MODEL_INPUT_KEYS},
-            head.continuation_ids), 0, schema.NO_WORD)
-    features[schema.WORD_POSITIONS] = tf.cond(
-        tf.equal(tf.shape(given)[1], tf.shape(derived)[1]),
-        lambda: given, lambda: derived)
     signatures[schema.PREDICT_EXAMPLES_SIGNATURE] = _signature(
-        {schema.EXAMPLES_INPUT_KEY: examples}, model_outputs(features))
+        {schema.EXAMPLES_INPUT_KEY: examples},
+        model_outputs(_example_features(examples, head, bert_config)))
 
   if tokenizer_kind == schema.CHAR_TOKENIZER:
     with tf.name_scope(schema.PREDICT_TEXT_SIGNATURE):
-      text = tf1.placeholder(tf.string, [None], name=schema.TEXT_INPUT_KEY)
-      table_items = character_table(tokenizer)
-      unk_id, cls_id, sep_id = tokenizer.convert_tokens_to_ids(
-          [schema.UNK_TOKEN, schema.CLS_TOKEN, schema.SEP_TOKEN])
-      table = tf1.lookup.StaticHashTable(
-          tf1.lookup.KeyValueTensorInitializer(
-              list(table_items), np.array(list(table_items.values()),
-                                          np.int64),
-              key_dtype=tf.string, value_dtype=tf.int64),
-          default_value=unk_id, name="character_table")
-      features, layout = text_features(
-          text, table, cls_id, sep_id, tokenizer.do_lower_case,
-          max_seq_length, doc_stride, max_text_chars)
-      outputs = select_text_outputs(model_outputs(features), layout)
-      signatures[schema.PREDICT_TEXT_SIGNATURE] = _signature(
-          {schema.TEXT_INPUT_KEY: text}, outputs)
+      inputs, outputs = text_signature.build_text_signature(
+          tokenizer, model_outputs, max_seq_length, doc_stride,
+          max_text_chars)
+      signatures[schema.PREDICT_TEXT_SIGNATURE] = _signature(inputs, outputs)
   return signatures
 
 
-def _warmup_inputs(tokenizer, signature_names):
-  """One small batch per signature: {signature: {input key: numpy array}}."""
+def _warmup_inputs(tokenizer, signature_names: Sequence[str]
+                   ) -> Dict[str, Dict[str, np.ndarray]]:
+  """One small batch per signature: {signature: {input key: numpy array}}.
+
+  Example (vocab [PAD] [UNK] [CLS] [SEP] [MASK] 张 三 ##三): serving_default
+  input_ids [[2, 5, 6, 3]], predict_text text [b"张三", b""].
+  """
   ordinary = [piece for piece in tokenizer.vocab
-              if piece not in schema.SPECIAL_TOKENS and not piece.startswith("##")
-              and not (piece.startswith("[") and piece.endswith("]"))]
+              if schema.is_ordinary_piece(piece)]
   pieces = ordinary[:4] or [schema.UNK_TOKEN]
   ids = tokenizer.convert_tokens_to_ids(
       [schema.CLS_TOKEN] + pieces + [schema.SEP_TOKEN])
@@ -419,8 +208,9 @@ def _warmup_inputs(tokenizer, signature_names):
   return {name: inputs[name] for name in signature_names}
 
 
-def write_warmup_requests(path, warmup_inputs,
-                          model_name=schema.DEFAULT_MODEL_NAME):
+def write_warmup_requests(path: str,
+                          warmup_inputs: Mapping[str, Mapping[str, np.ndarray]],
+                          model_name: str = schema.DEFAULT_MODEL_NAME) -> None:
   """Writes one `PredictionLog` (a PredictRequest) per signature to `path`.
 
   TF Serving replays `assets.extra/tf_serving_warmup_requests` when it loads
@@ -446,7 +236,8 @@ def write_warmup_requests(path, warmup_inputs,
       writer.write(log.SerializeToString())
 
 
-def head_config(settings, vocab):
+def head_config(settings: Optional[Mapping[str, Any]],
+                vocab: Mapping[str, int]) -> model_lib.HeadConfig:
   """`model.HeadConfig` from ner_config's "head" dict (None: softmax).
 
   Example: {"kind": "crf", "crf_constrain_bio": true} -> HeadConfig(kind="crf",
@@ -457,57 +248,63 @@ def head_config(settings, vocab):
       continuation_ids=model_lib.continuation_ids_from_vocab(vocab))
 
 
-def _required(ner_config, key):
+def _required(ner_config: Mapping[str, Any], key: str) -> Any:
   if key not in ner_config:
-    raise ValueError("ner_config lacks %r (needed for export); it has %s."
-                     % (key, sorted(ner_config)))
+    raise ValueError(f"ner_config lacks {key!r} (needed for export); it has "
+                     f"{sorted(ner_config)}.")
   return ner_config[key]
 
 
-def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
-                 labels_file, ner_config):
-  """Exports a checkpoint as `<export_dir>/<next version>/` (see module doc).
+def _export_settings(ner_config: Mapping[str, Any]) -> Dict[str, Any]:
+  """The window settings of an export, defaults filled in.
 
-  Args:
-    export_dir: base directory of versions (created if needed).
-    checkpoint_path: checkpoint prefix to export (e.g. `model.ckpt-1000`).
-    bert_config_file: the model's `bert_config.json`.
-    vocab_file: the vocabulary the model was trained with.
-    labels_file: `labels.txt` of the training run (id = line number).
-    ner_config: dict with at least `max_seq_length` and `do_lower_case`; also
-      `head` (`model.HeadConfig.as_json()`, default softmax), `doc_stride`,
-      `tokenizer` ("char", "wordpiece" or absent = detected
-      from the vocab) and `max_text_chars`. Written, completed with the
-      labels, tokenizer kind and signature names, inputs and outputs, to
-      `assets.extra/ner_config.json`.
-
-  Returns:
-    str, the path of the new version folder.
+  Example: {"max_seq_length": 16, "do_lower_case": True} ->
+  {"max_seq_length": 16, "doc_stride": 8, "do_lower_case": True,
+   "max_text_chars": 8192}.
   """
   max_seq_length = int(_required(ner_config, "max_seq_length"))
-  do_lower_case = bool(_required(ner_config, "do_lower_case"))
-  doc_stride = int(ner_config.get("doc_stride") or max(1, max_seq_length // 2))
-  max_text_chars = int(ner_config.get("max_text_chars")
-                       or DEFAULT_MAX_TEXT_CHARS)
+  return {
+      "max_seq_length": max_seq_length,
+      "doc_stride": int(ner_config.get("doc_stride")
+                        or max(1, max_seq_length // 2)),
+      "do_lower_case": bool(_required(ner_config, "do_lower_case")),
+      "max_text_chars": int(ner_config.get("max_text_chars")
+                            or text_signature.DEFAULT_MAX_TEXT_CHARS),
+  }
+
+
+def _read_bert_config(checkpoint_path: str, bert_config_file: str,
+                      max_seq_length: int) -> modeling.BertConfig:
+  """The model's BertConfig, after checking the checkpoint and the length."""
   if not tf.io.gfile.exists(checkpoint_path + ".index"):
-    raise ValueError("Checkpoint %s does not exist (no %s.index); pass a "
-                     "checkpoint prefix such as output/model.ckpt-1000."
-                     % (checkpoint_path, checkpoint_path))
+    raise ValueError(f"Checkpoint {checkpoint_path} does not exist (no "
+                     f"{checkpoint_path}.index); pass a checkpoint prefix such "
+                     "as output/model.ckpt-1000.")
   bert_config = modeling.BertConfig.from_json_file(bert_config_file)
   if max_seq_length > bert_config.max_position_embeddings:
     raise ValueError(
-        "Cannot export with max_seq_length %d because the BERT model was only "
-        "trained up to sequence length %d (%s)."
-        % (max_seq_length, bert_config.max_position_embeddings,
-           bert_config_file))
-  label_names = labels_lib.read_labels_file(labels_file, gfile_io.read_bytes)
-  tokenizer = tokenization.NerTokenizer(vocab_file, do_lower_case)
-  tokenizer_kind = resolve_tokenizer_kind(ner_config, tokenizer.vocab)
-  head = head_config(ner_config.get("head"), tokenizer.vocab)
+        f"Cannot export with max_seq_length {max_seq_length} because the BERT "
+        "model was only trained up to sequence length "
+        f"{bert_config.max_position_embeddings} ({bert_config_file}).")
+  return bert_config
 
-  tf.io.gfile.makedirs(export_dir)
-  # Hidden, non-numeric names: TF Serving ignores them while they are written.
-  staging = os.path.join(export_dir, ".tmp-export-%s" % uuid.uuid4().hex)
+
+def _save_saved_model(staging: str, checkpoint_path: str, vocab_file: str,
+                      labels_file: str,
+                      build_signatures: Callable[[], Dict[str, Any]]
+                      ) -> Dict[str, Any]:
+  """Writes the SavedModel (graph, restored variables, assets) to `staging`.
+
+  Args:
+    staging: folder to create (must not exist).
+    checkpoint_path: checkpoint prefix whose variables are saved.
+    vocab_file, labels_file: copied to assets/vocab.txt and assets/labels.txt.
+    build_signatures: builds the signatures in the default graph; returns
+      {signature name: SignatureDef}.
+
+  Returns:
+    The signature def map `build_signatures` returned.
+  """
   assets_staging = tempfile.mkdtemp(prefix="ner_export_assets_")
   try:
     # Assets keep their base names, so stage them under canonical ones.
@@ -518,9 +315,7 @@ def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
       tf.io.gfile.copy(source, target, overwrite=True)
       asset_paths.append(target)
     with tf.Graph().as_default() as graph:
-      signature_def_map = build_serving_graph(
-          bert_config, label_names, head, tokenizer, tokenizer_kind,
-          max_seq_length, doc_stride, max_text_chars)
+      signature_def_map = build_signatures()
       for path in asset_paths:
         tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, tf.constant(path))
       saver = tf1.train.Saver(tf1.global_variables())
@@ -538,17 +333,76 @@ def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
             main_op=main_op,
             strip_default_attrs=True)
         builder.save()
+  finally:
+    tf.io.gfile.rmtree(assets_staging)
+  return signature_def_map
 
+
+def _write_assets_extra(staging: str, full_config: Mapping[str, Any],
+                        warmup_inputs: Mapping[str, Mapping[str, np.ndarray]]
+                        ) -> None:
+  """Writes assets.extra/ner_config.json and the warmup requests."""
+  extra = os.path.join(staging, schema.ASSETS_EXTRA_DIRNAME)
+  tf.io.gfile.makedirs(extra)
+  with tf.io.gfile.GFile(os.path.join(extra, schema.NER_CONFIG_FILENAME),
+                         "w") as writer:
+    writer.write(json.dumps(full_config, indent=2, ensure_ascii=False))
+  write_warmup_requests(os.path.join(extra, schema.WARMUP_FILENAME),
+                        warmup_inputs)
+
+
+def export_model(export_dir: str, checkpoint_path: str, bert_config_file: str,
+                 vocab_file: str, labels_file: str,
+                 ner_config: Mapping[str, Any]) -> str:
+  """Exports a checkpoint as `<export_dir>/<next version>/` (see module doc).
+
+  Args:
+    export_dir: base directory of versions (created if needed).
+    checkpoint_path: checkpoint prefix to export (e.g. `model.ckpt-1000`).
+    bert_config_file: the model's `bert_config.json`.
+    vocab_file: the vocabulary the model was trained with.
+    labels_file: `labels.txt` of the training run (id = line number).
+    ner_config: dict with at least `max_seq_length` and `do_lower_case`; also
+      `head` (`model.HeadConfig.as_json()`, default softmax), `doc_stride`,
+      `tokenizer` ("char", "wordpiece" or absent = detected
+      from the vocab) and `max_text_chars`. Written, completed with the
+      labels, tokenizer kind, signature names, inputs and outputs, and the
+      model's input limits (`serving_checks.model_limits`), to
+      `assets.extra/ner_config.json`.
+
+  Returns:
+    str, the path of the new version folder.
+  """
+  settings = _export_settings(ner_config)
+  bert_config = _read_bert_config(checkpoint_path, bert_config_file,
+                                  settings["max_seq_length"])
+  label_names = labels_lib.read_labels_file(labels_file, gfile_io.read_bytes)
+  tokenizer = tokenization.NerTokenizer(vocab_file, settings["do_lower_case"])
+  tokenizer_kind = text_signature.resolve_tokenizer_kind(ner_config,
+                                                         tokenizer.vocab)
+  head = head_config(ner_config.get("head"), tokenizer.vocab)
+
+  def build_signatures():
+    return build_serving_graph(
+        bert_config, label_names, head, tokenizer, tokenizer_kind,
+        settings["max_seq_length"], settings["doc_stride"],
+        settings["max_text_chars"])
+
+  staging = _new_staging_dir(export_dir)
+  try:
+    signature_def_map = _save_saved_model(staging, checkpoint_path, vocab_file,
+                                          labels_file, build_signatures)
     signature_names = [name for name in schema.SIGNATURES
                        if name in signature_def_map]
     full_config = dict(ner_config)
     full_config.update({
         "labels": label_names,
-        "max_seq_length": max_seq_length,
-        "doc_stride": doc_stride,
-        "do_lower_case": do_lower_case,
+        "max_seq_length": settings["max_seq_length"],
+        "doc_stride": settings["doc_stride"],
+        "do_lower_case": settings["do_lower_case"],
         "tokenizer": tokenizer_kind,
-        "max_text_chars": max_text_chars,
+        "max_text_chars": settings["max_text_chars"],
+        **serving_checks.model_limits(bert_config),
         "checkpoint": checkpoint_path,
         "signatures": signature_names,
         "inputs": {name: sorted(signature_def_map[name].inputs)
@@ -556,16 +410,10 @@ def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
         "outputs": {name: sorted(signature_def_map[name].outputs)
                     for name in signature_names},
     })
-    extra = os.path.join(staging, schema.ASSETS_EXTRA_DIRNAME)
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, schema.NER_CONFIG_FILENAME),
-                           "w") as writer:
-      writer.write(json.dumps(full_config, indent=2, ensure_ascii=False))
-    write_warmup_requests(os.path.join(extra, schema.WARMUP_FILENAME),
-                          _warmup_inputs(tokenizer, signature_names))
+    _write_assets_extra(staging, full_config,
+                        _warmup_inputs(tokenizer, signature_names))
     version_dir = _publish(staging, export_dir)
   finally:
-    tf.io.gfile.rmtree(assets_staging)
     if tf.io.gfile.exists(staging):
       tf.io.gfile.rmtree(staging)
   logging.info("Exported %s (signatures %s) to %s", checkpoint_path,
@@ -573,10 +421,22 @@ def export_model(export_dir, checkpoint_path, bert_config_file, vocab_file,
   return version_dir
 
 
-def _publish(staging, export_dir, attempts=100):
+def _new_staging_dir(export_dir: str) -> str:
+  """A new hidden folder name in `export_dir` (created if needed) to write a
+  version into; first removes the stale ones killed exports left."""
+  tf.io.gfile.makedirs(export_dir)
+  for path in export_versions.remove_stale_staging(export_dir, tf.io.gfile):
+    logging.warning("Removed %s, left by an export that did not finish.",
+                    path)
+  return os.path.join(export_dir,
+                      f"{export_versions.STAGING_PREFIX}{uuid.uuid4().hex}")
+
+
+def _publish(staging: str, export_dir: str, attempts: int = 100) -> str:
   """Renames `staging` to the next free version; never overwrites one."""
   for _ in range(attempts):
-    version_dir = os.path.join(export_dir, str(next_version(export_dir)))
+    version = export_versions.next_version(export_dir, tf.io.gfile)
+    version_dir = os.path.join(export_dir, str(version))
     try:
       tf.io.gfile.rename(staging, version_dir, overwrite=False)
       return version_dir
@@ -585,13 +445,14 @@ def _publish(staging, export_dir, attempts=100):
       if not tf.io.gfile.exists(version_dir):
         raise
       # A concurrent export took this version number; take the next one.
-  raise ValueError("Could not find a free version number in %s after %d "
-                   "tries." % (export_dir, attempts))
+  raise ValueError(f"Could not find a free version number in {export_dir} "
+                   f"after {attempts} tries.")
 
 
-def export_best(best_export_dir, eval_results, checkpoint_path,
-                bert_config_file, vocab_file, labels_file, ner_config,
-                metric=schema.BEST_EXPORT_METRIC):
+def export_best(best_export_dir: str, eval_results: Mapping[str, Any],
+                checkpoint_path: str, bert_config_file: str, vocab_file: str,
+                labels_file: str, ner_config: Mapping[str, Any],
+                metric: str = schema.BEST_EXPORT_METRIC) -> Optional[str]:
   """Exports `checkpoint_path` when its eval metric beats every earlier one.
 
   The best score so far is kept in `<best_export_dir>/best_export.json`
@@ -611,8 +472,8 @@ def export_best(best_export_dir, eval_results, checkpoint_path,
     The new version folder, or None when the checkpoint is not better.
   """
   if metric not in eval_results:
-    raise ValueError("Eval results have no %r to pick the best model by; "
-                     "they have %s." % (metric, sorted(eval_results)))
+    raise ValueError(f"Eval results have no {metric!r} to pick the best model "
+                     f"by; they have {sorted(eval_results)}.")
   value = float(eval_results[metric])
   record_path = os.path.join(best_export_dir,
                              schema.BEST_EXPORT_RECORD_FILENAME)

@@ -36,12 +36,31 @@ With labels O=0, B-PER=1, I-PER=2, B-LOC=3, I-LOC=4 window 0 becomes::
     word_positions [-1,  0,    1,     -1,    2,     3,  4,   -1]
     score_mask     [0,   1,    1,     0,     1,     1,  0,   0]
 
+Document context (``--context_pieces``): a `SentenceContext` holds word-pieces
+of the neighbouring sentences (`trainer.context` picks them). They go where a
+window has room, before and after the sentence's pieces, with label -1, word
+position -1 and score 0, so the model reads them but they never carry a
+label or a prediction. Windows are planned from the sentence alone, so
+context never pushes a sentence word out of its windows; with `NO_CONTEXT`
+the features are exactly the sentence-at-a-time ones above.
+
 Features are stored unpadded; the input pipeline pads (see `schema.PADDING_VALUES`).
 """
 
 import dataclasses
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 from trainer import schema
+
+
+class WordPieceTokenizer(Protocol):
+  """What the feature code needs of a tokenizer (`tokenization.NerTokenizer`)."""
+
+  def tokenize_word(self, word: str) -> list[str]:
+    """Word-pieces of one input token, never empty."""
+
+  def convert_tokens_to_ids(self, pieces: Sequence[str]) -> list[int]:
+    """Ids of word-pieces."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +79,14 @@ class WindowFeatures:
   """
   example_index: int
   window_index: int
-  input_ids: tuple
-  input_mask: tuple
-  segment_ids: tuple
-  label_ids: tuple
-  word_positions: tuple
-  score_mask: tuple
+  input_ids: tuple[int, ...]
+  input_mask: tuple[int, ...]
+  segment_ids: tuple[int, ...]
+  label_ids: tuple[int, ...]
+  word_positions: tuple[int, ...]
+  score_mask: tuple[int, ...]
 
-  def as_dict(self):
+  def as_dict(self) -> dict[str, Any]:
     """Returns {feature key: int or tuple of ints} named by `schema`."""
     return {
         schema.EXAMPLE_INDEX: self.example_index,
@@ -81,7 +100,8 @@ class WindowFeatures:
     }
 
 
-def plan_windows(piece_counts, max_pieces, doc_stride):
+def plan_windows(piece_counts: Sequence[int], max_pieces: int,
+                 doc_stride: int) -> list[tuple[int, int]]:
   """Splits words into overlapping windows of whole words.
 
   Args:
@@ -120,7 +140,8 @@ def plan_windows(piece_counts, max_pieces, doc_stride):
     start = next_start
 
 
-def best_window_per_word(windows, num_words):
+def best_window_per_word(windows: Sequence[tuple[int, int]],
+                         num_words: int) -> list[int]:
   """Picks for each word the window where it has most context.
 
   Args:
@@ -143,9 +164,105 @@ def best_window_per_word(windows, num_words):
   return best
 
 
-def convert_sentence(words, tag_ids, example_index, tokenizer, max_seq_length,
-                     doc_stride):
+@dataclasses.dataclass(frozen=True)
+class SentenceContext:
+  """Word-pieces around a sentence that the model sees but never labels.
+
+  Built by `trainer.context` from the sentence's document neighbours (or from
+  a client's texts). `convert_sentence` keeps as many as fit.
+
+  Attributes:
+    left: pieces before the sentence, in text order (the nearest last).
+    right: pieces after the sentence, in text order (the nearest first).
+  """
+  left: tuple[str, ...] = ()
+  right: tuple[str, ...] = ()
+
+
+NO_CONTEXT = SentenceContext()
+
+
+def split_context_room(room: int, left_available: int,
+                       right_available: int) -> tuple[int, int]:
+  """How many left and right context pieces fit in `room` free positions.
+
+  Each side gets half the room (the odd one to the right); a side that has
+  fewer pieces than its half leaves the rest to the other side.
+
+  Examples: (10, 20, 20) -> (5, 5); (10, 3, 20) -> (3, 7);
+  (11, 20, 20) -> (5, 6); (10, 0, 0) -> (0, 0).
+  """
+  left = min(left_available, max(room // 2, room - right_available))
+  return left, min(right_available, room - left)
+
+
+def _window_context(context: SentenceContext, room: int, first: bool,
+                    last: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(left, right) context pieces of one window with `room` free positions.
+
+  Only the first window of a sentence continues the text before it and only
+  the last continues the text after it, so left context goes to the first
+  window and right context to the last (a one-window sentence gets both):
+  every window stays a contiguous stretch of the document.
+  """
+  left = context.left if first else ()
+  right = context.right if last else ()
+  take_left, take_right = split_context_room(room, len(left), len(right))
+  return left[len(left) - take_left:], right[:take_right]
+
+
+def _sentence_columns(word_pieces: Sequence[Sequence[str]],
+                      tag_ids: Optional[Sequence[int]], words: range,
+                      max_pieces: int, scored: Sequence[bool]
+                      ) -> tuple[list[str], list[int], list[int], list[int]]:
+  """(pieces, label ids, word positions, score mask) of a window's words.
+
+  First pieces carry the word's label, index and score (`scored`, one per
+  word of `words`); other pieces carry none. A lone over-long word is cut to
+  `max_pieces`; its first piece, which carries its label, always fits.
+
+  Example: word_pieces [["john"], ["johan", "##son"]], tag_ids [1, 2],
+  words range(0, 2), scored [True, False] -> (["john", "johan", "##son"],
+  [1, 2, -1], [0, 1, -1], [1, 0, 0]).
+  """
+  pieces, labels, positions, score = [], [], [], []
+  for word, word_scored in zip(words, scored):
+    room = max_pieces - len(pieces)
+    for piece_index, piece in enumerate(word_pieces[word][:room]):
+      pieces.append(piece)
+      if piece_index == 0:
+        labels.append(schema.PAD_LABEL_ID if tag_ids is None
+                      else tag_ids[word])
+        positions.append(word)
+        score.append(1 if word_scored else 0)
+      else:
+        labels.append(schema.PAD_LABEL_ID)
+        positions.append(schema.NO_WORD)
+        score.append(0)
+  return pieces, labels, positions, score
+
+
+def convert_sentence(words: Sequence[str], tag_ids: Optional[Sequence[int]],
+                     example_index: int, tokenizer: WordPieceTokenizer,
+                     max_seq_length: int, doc_stride: int,
+                     context: SentenceContext = NO_CONTEXT,
+                     word_pieces: Optional[Sequence[Sequence[str]]] = None
+                     ) -> list[WindowFeatures]:
   """Converts one sentence into one or more `WindowFeatures`.
+
+  Windows are planned from the sentence's own pieces, so context never
+  pushes a sentence word out of a window; context pieces only fill the room
+  a window has left, as ``[CLS] left sentence-pieces right [SEP]``, with
+  label `schema.PAD_LABEL_ID`, word position `schema.NO_WORD` and score 0.
+
+  Example (the vocab of the module docstring, max_seq_length=8): words
+  ["New", "York"], tags [3, 4], context left ("lives", "in"), right
+  ("john",) -> one window with room 4 for context, split 2 left, 1 right::
+
+      input_ids      [cls, lives, in, new, york, john, sep]
+      label_ids      [-1,  -1,    -1, 3,   4,    -1,   -1]
+      word_positions [-1,  -1,    -1, 0,   1,    -1,   -1]
+      score_mask     [0,   0,     0,  1,   1,    0,    0]
 
   Args:
     words: sequence of str, the input tokens (non-empty).
@@ -155,55 +272,71 @@ def convert_sentence(words, tag_ids, example_index, tokenizer, max_seq_length,
     tokenizer: object with `tokenize_word` and `convert_tokens_to_ids`.
     max_seq_length: int >= 3, positions per window including [CLS] and [SEP].
     doc_stride: int >= 1, see `plan_windows`.
+    context: the pieces around the sentence (`NO_CONTEXT`: none, the
+      sentence-at-a-time features).
+    word_pieces: the words' pieces when the caller has them already
+      (`tokenizer.tokenize_word` of each word); computed when None.
 
   Returns:
     List of `WindowFeatures` (see the module docstring for a worked example).
   """
   if tag_ids is not None and len(tag_ids) != len(words):
-    raise ValueError("Sentence %d has %d words but %d tags."
-                     % (example_index, len(words), len(tag_ids)))
+    raise ValueError(f"Sentence {example_index} has {len(words)} words but "
+                     f"{len(tag_ids)} tags.")
   max_pieces = max_seq_length - 2
-  word_pieces = [tokenizer.tokenize_word(word) for word in words]
+  if word_pieces is None:
+    word_pieces = [tokenizer.tokenize_word(word) for word in words]
   windows = plan_windows([len(p) for p in word_pieces], max_pieces, doc_stride)
   scored_in = best_window_per_word(windows, len(words))
   cls_id, sep_id = tokenizer.convert_tokens_to_ids(
       [schema.CLS_TOKEN, schema.SEP_TOKEN])
   features = []
   for window_index, (start, end) in enumerate(windows):
-    pieces, labels, positions, score = [], [], [], []
-    for word in range(start, end):
-      # A lone over-long word is cut; its first piece carries its label.
-      room = max_pieces - len(pieces)
-      word_piece_list = word_pieces[word][:room]
-      for piece_index, piece in enumerate(word_piece_list):
-        first = piece_index == 0
-        pieces.append(piece)
-        if first:
-          labels.append(schema.PAD_LABEL_ID if tag_ids is None
-                        else tag_ids[word])
-          positions.append(word)
-          score.append(1 if scored_in[word] == window_index else 0)
-        else:
-          labels.append(schema.PAD_LABEL_ID)
-          positions.append(schema.NO_WORD)
-          score.append(0)
-    length = len(pieces) + 2
-    features.append(WindowFeatures(
-        example_index=example_index,
-        window_index=window_index,
-        input_ids=tuple([cls_id] + tokenizer.convert_tokens_to_ids(pieces)
-                        + [sep_id]),
-        input_mask=(1,) * length,
-        segment_ids=(0,) * length,
-        label_ids=tuple([schema.PAD_LABEL_ID] + labels
-                        + [schema.PAD_LABEL_ID]),
-        word_positions=tuple([schema.NO_WORD] + positions + [schema.NO_WORD]),
-        score_mask=tuple([0] + score + [0]),
-    ))
+    pieces, labels, positions, score = _sentence_columns(
+        word_pieces, tag_ids, range(start, end), max_pieces,
+        [scored_in[word] == window_index for word in range(start, end)])
+    left, right = _window_context(context, max_pieces - len(pieces),
+                                  window_index == 0,
+                                  window_index == len(windows) - 1)
+    features.append(_window_features(
+        example_index, window_index, (cls_id, sep_id), left,
+        (tokenizer.convert_tokens_to_ids(pieces), labels, positions, score),
+        right, tokenizer))
   return features
 
 
-def merge_window_outputs(window_outputs, num_words_per_example):
+def _window_features(example_index, window_index, cls_sep_ids, left,
+                     sentence_columns, right, tokenizer) -> WindowFeatures:
+  """[CLS] left-context sentence right-context [SEP] as one window.
+
+  `sentence_columns` is (piece ids, labels, word positions, score mask) of
+  the window's sentence part; [CLS], [SEP] and context pieces get no label,
+  no word and are never scored.
+  """
+  piece_ids, labels, positions, score = sentence_columns
+  cls_id, sep_id = cls_sep_ids
+  before, after = 1 + len(left), len(right) + 1
+  length = before + len(piece_ids) + after
+  return WindowFeatures(
+      example_index=example_index,
+      window_index=window_index,
+      input_ids=tuple([cls_id] + tokenizer.convert_tokens_to_ids(list(left))
+                      + list(piece_ids)
+                      + tokenizer.convert_tokens_to_ids(list(right))
+                      + [sep_id]),
+      input_mask=(1,) * length,
+      segment_ids=(0,) * length,
+      label_ids=tuple([schema.PAD_LABEL_ID] * before + labels
+                      + [schema.PAD_LABEL_ID] * after),
+      word_positions=tuple([schema.NO_WORD] * before + positions
+                           + [schema.NO_WORD] * after),
+      score_mask=tuple([0] * before + score + [0] * after),
+  )
+
+
+def merge_window_outputs(window_outputs: Iterable[Mapping[str, Any]],
+                         num_words_per_example: Sequence[int]
+                         ) -> list[dict[str, list[Any]]]:
   """Merges per-window model outputs into exactly one value per word.
 
   Args:
@@ -246,21 +379,23 @@ def merge_window_outputs(window_outputs, num_words_per_example):
       word = int(word)
       for key in value_keys:
         if slots[key][word] is not None:
-          raise ValueError("Word %d of sentence %d was scored twice."
-                           % (word, example))
+          raise ValueError(f"Word {word} of sentence {example} was scored "
+                           "twice.")
         value = output[key][position]
         slots[key][word] = value.item() if hasattr(value, "item") else value
   for example, slots in enumerate(merged):
     if slots is None:
-      raise ValueError("Sentence %d got no prediction." % example)
+      raise ValueError(f"Sentence {example} got no prediction.")
     for key, values in slots.items():
       if None in values:
-        raise ValueError("Sentence %d: word %d got no %s."
-                         % (example, values.index(None), key))
+        raise ValueError(f"Sentence {example}: word {values.index(None)} "
+                         f"got no {key}.")
   return merged
 
 
-def derive_bucket_boundaries(length_histogram, num_buckets=8, multiple=8):
+def derive_bucket_boundaries(length_histogram: Mapping[int, int],
+                             num_buckets: int = 8, multiple: int = 8
+                             ) -> list[int]:
   """Length-bucket boundaries holding about equal numbers of windows.
 
   Args:

@@ -18,17 +18,22 @@ import hashlib
 import json
 import os
 import time
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
 
+from trainer import features as features_lib
 from trainer import schema
 
 # Bump when the feature layout changes so old caches are rebuilt.
 CACHE_FORMAT_VERSION = 1
+# Training windows held for shuffling (the encoder-feature cache shuffles
+# window indices with the same buffer, so both see the same order).
+SHUFFLE_BUFFER = 10000
 
 
-def cache_key(input_files, settings):
+def cache_key(input_files: Sequence[str], settings: Mapping[str, Any]) -> str:
   """Hash of input file contents and every setting that shapes the features.
 
   Args:
@@ -55,11 +60,11 @@ def cache_key(input_files, settings):
   return digest.hexdigest()[:16]
 
 
-def _int64_feature(values):
+def _int64_feature(values: Iterable[int]) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
-def to_tf_example(window):
+def to_tf_example(window: features_lib.WindowFeatures) -> tf.train.Example:
   """Serializable `tf.train.Example` for one `WindowFeatures`."""
   feature = {}
   for key, value in window.as_dict().items():
@@ -67,7 +72,8 @@ def to_tf_example(window):
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def write_features(windows, path):
+def write_features(windows: Iterable[features_lib.WindowFeatures],
+                   path: str) -> int:
   """Writes windows to a TFRecord file atomically; returns the count.
 
   A `.json` sidecar records the number of windows and a histogram of window
@@ -76,7 +82,7 @@ def write_features(windows, path):
   """
   # Unique temporary name: several workers of one job may build the same
   # cache file at once; each renames a complete file into place.
-  tmp_path = "%s.tmp-%d-%d" % (path, os.getpid(), int(time.time() * 1e6))
+  tmp_path = f"{path}.tmp-{os.getpid()}-{int(time.time() * 1e6)}"
   count = 0
   histogram = collections.Counter()
   with tf.io.TFRecordWriter(tmp_path) as writer:
@@ -85,35 +91,35 @@ def write_features(windows, path):
       histogram[len(window.input_ids)] += 1
       count += 1
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
-  with tf.io.gfile.GFile(tmp_path + ".json", "w") as meta:
+  with tf.io.gfile.GFile(f"{tmp_path}.json", "w") as meta:
     json.dump({"num_windows": count,
                "length_histogram": {str(k): v for k, v in
                                     sorted(histogram.items())}}, meta)
-  tf.io.gfile.rename(tmp_path + ".json", path + ".json", overwrite=True)
+  tf.io.gfile.rename(f"{tmp_path}.json", f"{path}.json", overwrite=True)
   return count
 
 
-def read_feature_meta(path):
+def read_feature_meta(path: str) -> Optional[dict[str, Any]]:
   """The sidecar dict of a cached file, or None when the cache is absent.
 
   Keys: "num_windows" (int) and "length_histogram" ({length: count}, int keys).
   """
-  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(path + ".json")):
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(f"{path}.json")):
     return None
-  with tf.io.gfile.GFile(path + ".json") as meta:
+  with tf.io.gfile.GFile(f"{path}.json") as meta:
     data = json.load(meta)
   data["length_histogram"] = {int(k): v for k, v in
                               data.get("length_histogram", {}).items()}
   return data
 
 
-def read_feature_count(path):
+def read_feature_count(path: str) -> Optional[int]:
   """Number of windows in a cached file, or None when the cache is absent."""
   meta = read_feature_meta(path)
   return None if meta is None else meta["num_windows"]
 
 
-def parse_spec():
+def parse_spec() -> dict[str, Any]:
   """Parsing spec: sequence features are variable-length int64 lists."""
   spec = {key: tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
           for key in schema.SEQUENCE_FEATURE_KEYS}
@@ -122,15 +128,20 @@ def parse_spec():
   return spec
 
 
-def parse_example(serialized):
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
   """Parses one serialized `tf.Example` into int32 tensors ([n] or [])."""
   parsed = tf.io.parse_single_example(serialized, parse_spec())
   return {key: tf.cast(value, tf.int32) for key, value in parsed.items()}
 
 
-def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
-                     fixed_length=False, bucket_boundaries=None, seed=None,
-                     shuffle_buffer=10000, cache=False, pad_to_full_batches=None):
+def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
+                     max_seq_length: int, fixed_length: bool = False,
+                     bucket_boundaries: Optional[Sequence[int]] = None,
+                     seed: Optional[int] = None,
+                     shuffle_buffer: int = SHUFFLE_BUFFER,
+                     cache: bool = False,
+                     pad_to_full_batches: Optional[int] = None
+                     ) -> Callable[..., tf.data.Dataset]:
   """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
 
   Args:
@@ -156,7 +167,9 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
     shuffle_buffer: windows held for shuffling.
   """
 
-  def input_fn(params, input_context=None):
+  def input_fn(params: Optional[Mapping[str, Any]],
+               input_context: Optional[tf.distribute.InputContext] = None
+               ) -> tf.data.Dataset:
     size = (params or {}).get("batch_size", batch_size)
     if input_context is not None:
       # Under a distribution strategy each replica reads its own batches:
@@ -193,23 +206,65 @@ def input_fn_builder(input_file, is_training, batch_size, max_seq_length,
                       for key, value in schema.PADDING_VALUES.items()}
     padding_values.update({key: tf.constant(0, tf.int32)
                            for key in schema.SCALAR_FEATURE_KEYS})
-    if bucket_boundaries and not fixed_length:
-      dataset = dataset.bucket_by_sequence_length(
-          element_length_func=lambda f: tf.shape(f[schema.INPUT_IDS])[0],
-          bucket_boundaries=list(bucket_boundaries),
-          bucket_batch_sizes=[size] * (len(bucket_boundaries) + 1),
-          padded_shapes=padded_shapes, padding_values=padding_values)
-    else:
-      dataset = dataset.padded_batch(
-          size, padded_shapes=padded_shapes, padding_values=padding_values,
-          drop_remainder=fixed_length and (
-              is_training or pad_to_full_batches is not None))
+    dataset = batch_windows(
+        dataset, size, padded_shapes, padding_values,
+        lambda f: tf.shape(f[schema.INPUT_IDS])[0],
+        None if fixed_length else bucket_boundaries,
+        drop_remainder=fixed_length and (
+            is_training or pad_to_full_batches is not None))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
   return input_fn
 
 
-def log_cache_use(path, count, reused):
+def batch_windows(dataset: tf.data.Dataset, batch_size: int,
+                  padded_shapes: Mapping[str, Any],
+                  padding_values: Mapping[str, tf.Tensor],
+                  length_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
+                  bucket_boundaries: Optional[Sequence[int]] = None,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
+  """Padded batches of windows, bucketed by `length_fn` when boundaries given.
+
+  The one batching rule of training windows: the feature file's input
+  function and the encoder-feature cache's (`trainer.encoder_cache`, which
+  buckets by the same window lengths) both use it, so a frozen run forms the
+  same batches with or without the cache.
+
+  Args:
+    dataset: dict elements.
+    batch_size: elements per batch.
+    padded_shapes, padding_values: as `padded_batch` takes them.
+    length_fn: element -> int32 [] length used for bucketing.
+    bucket_boundaries: ascending ints, or None/empty for one padded batch
+      stream.
+    drop_remainder: drop a last partial batch (unbucketed only).
+  """
+  if bucket_boundaries:
+    return dataset.bucket_by_sequence_length(
+        element_length_func=length_fn,
+        bucket_boundaries=list(bucket_boundaries),
+        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+        padded_shapes=padded_shapes, padding_values=padding_values)
+  return dataset.padded_batch(
+      batch_size, padded_shapes=padded_shapes, padding_values=padding_values,
+      drop_remainder=drop_remainder)
+
+
+def bucket_boundaries_for(path: str,
+                          configured: Optional[Sequence[int]] = None
+                          ) -> list[int]:
+  """Length-bucket boundaries of a feature file: `configured`, else derived.
+
+  Derived from the file's length histogram
+  (`features.derive_bucket_boundaries`).
+  """
+  if configured:
+    return list(configured)
+  meta = read_feature_meta(path)
+  return features_lib.derive_bucket_boundaries(meta["length_histogram"])
+
+
+def log_cache_use(path: str, count: int, reused: bool) -> None:
   """One log line saying whether features were reused or built."""
   if reused:
     logging.info("Reusing %d cached feature windows from %s", count, path)
@@ -217,6 +272,6 @@ def log_cache_use(path, count, reused):
     logging.info("Wrote %d feature windows to %s", count, path)
 
 
-def cache_path(cache_dir, split, key):
+def cache_path(cache_dir: str, split: str, key: str) -> str:
   """`<cache_dir>/<split>-<key>.tfrecord`."""
-  return os.path.join(cache_dir, "%s-%s.tfrecord" % (split, key))
+  return os.path.join(cache_dir, f"{split}-{key}.tfrecord")

@@ -20,12 +20,13 @@ Example: tokens ["John", "lives", "in", "New", "York"], tags
 
 import json
 import unicodedata
+from typing import Any, Optional, Sequence, TextIO
 
 from trainer import readers
 from trainer import tag_schemes
 
 
-def _is_cjk_or_punct(token):
+def _is_cjk_or_punct(token: str) -> bool:
   # One CJK ideograph (the readers' BERT ranges), CJK symbol, full-width
   # form, or punctuation mark: Chinese text puts no space around them.
   if len(token) != 1:
@@ -36,7 +37,7 @@ def _is_cjk_or_punct(token):
           or unicodedata.category(token).startswith("P"))
 
 
-def join_tokens(tokens):
+def join_tokens(tokens: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
   """Rebuilds a text from tokens; returns (text, [(char_start, char_end)]).
 
   Character-level sentences (every token one character, at least one of them
@@ -62,7 +63,8 @@ def join_tokens(tokens):
   return "".join(pieces), spans
 
 
-def sentence_record(sentence, tags, scores):
+def sentence_record(sentence: readers.Sentence, tags: Sequence[str],
+                    scores: Sequence[float]) -> dict[str, Any]:
   """JSON-ready dict for one sentence (see the module docstring).
 
   Args:
@@ -96,9 +98,14 @@ def sentence_record(sentence, tags, scores):
   }
 
 
-def write_predictions(sentences, predicted_tags, predicted_scores, conll,
-                      jsonl):
+def write_predictions(sentences: Sequence[readers.Sentence],
+                      predicted_tags: Sequence[Sequence[str]],
+                      predicted_scores: Sequence[Sequence[float]],
+                      conll: TextIO, jsonl: Optional[TextIO]
+                      ) -> tuple[int, int]:
   """Writes `predictions.conll` and `predictions.jsonl` to open text files.
+
+  `jsonl` may be None (the dev split's eval_predictions.conll has no jsonl).
 
   The caller opens the files (the trainer uses `tf.io.gfile.GFile`, so
   gs:// output works; this module stays free of TensorFlow).
@@ -117,8 +124,8 @@ def write_predictions(sentences, predicted_tags, predicted_scores, conll,
   for sentence, tags, scores in zip(sentences, predicted_tags,
                                     predicted_scores, strict=True):
     if len(tags) != len(sentence.tokens):
-      raise ValueError("%s: %d tokens but %d predicted tags"
-                       % (sentence.source, len(sentence.tokens), len(tags)))
+      raise ValueError(f"{sentence.source}: {len(sentence.tokens)} tokens "
+                       f"but {len(tags)} predicted tags")
     for index, token in enumerate(sentence.tokens):
       columns = [token]
       if sentence.tags is not None:
@@ -126,7 +133,8 @@ def write_predictions(sentences, predicted_tags, predicted_scores, conll,
       columns.append(tags[index])
       conll.write(" ".join(columns) + "\n")
     conll.write("\n")
-    jsonl.write(json.dumps(sentence_record(sentence, tags, scores),
-                           ensure_ascii=False) + "\n")
+    if jsonl is not None:
+      jsonl.write(json.dumps(sentence_record(sentence, tags, scores),
+                             ensure_ascii=False) + "\n")
     num_tokens += len(tags)
   return len(sentences), num_tokens

@@ -33,6 +33,9 @@ EXAMPLE_INDEX = "example_index"
 WINDOW_INDEX = "window_index"
 WORD_POSITIONS = "word_positions"
 SCORE_MASK = "score_mask"
+# Cached training with a frozen encoder (trainer.encoder_cache): the selected
+# encoder layers at each word start of a window, float16 [words, layers, H].
+ENCODER_FEATURES = "encoder_features"
 
 # Features the model needs at serving time, in signature order.
 MODEL_INPUT_KEYS = (INPUT_IDS, INPUT_MASK, SEGMENT_IDS)
@@ -105,11 +108,6 @@ TEXT_INPUT_KEY = "text"           # UTF-8 sentences [batch]
 # Every signature an export may hold, in the order they are written.
 SIGNATURES = (SERVING_DEFAULT_SIGNATURE, PREDICT_EXAMPLES_SIGNATURE,
               PREDICT_TEXT_SIGNATURE)
-# Outputs of serving_default and predict_examples (per window position).
-WINDOW_OUTPUT_KEYS = (OUTPUT_TAGS, OUTPUT_LABEL_IDS, OUTPUT_SCORES)
-# Outputs of predict_text (per character, plus characters per sentence).
-TEXT_OUTPUT_KEYS = (OUTPUT_TAGS, OUTPUT_LABEL_IDS, OUTPUT_SCORES,
-                    OUTPUT_LENGTHS)
 # predict_text's tag on characters that are not tokens (whitespace) and on
 # padding after each sentence's `lengths`.
 NO_TOKEN_TAG = ""
@@ -137,7 +135,18 @@ EVAL_RESULTS_FILENAME = "eval_results.txt"
 PREDICT_RESULTS_FILENAME = "predict_results.txt"
 PREDICTIONS_CONLL_FILENAME = "predictions.conll"
 PREDICTIONS_JSONL_FILENAME = "predictions.jsonl"
+# Dev-split predictions of the final evaluation (same layout as
+# predictions.conll), read by the report.
+EVAL_PREDICTIONS_CONLL_FILENAME = "eval_predictions.conll"
+# Self-contained HTML evaluation report (trainer.report).
+REPORT_FILENAME = "report.html"
+# The run's settings and resolved data files, for the report.
+RUN_CONFIG_FILENAME = "run_config.json"
+# Every record a reader accepted with a change (e.g. a dropped nested span).
+DATA_WARNINGS_FILENAME = "data_warnings.txt"
 CACHE_DIRNAME = "cache"
+# Seconds per training epoch (trainer.hooks.EpochTimingHook), for benchmarks.
+TRAIN_TIMING_FILENAME = "train_timing.json"
 EXPORT_DIRNAME = "export"
 ASSETS_EXTRA_DIRNAME = "assets.extra"
 ASSETS_DIRNAME = "assets"

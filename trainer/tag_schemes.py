@@ -6,13 +6,14 @@ adding a row to `SCHEMES`, not another branch.
 
 `get_entities` is the only function in the project that turns a tag sequence
 into entity spans; readers, metrics and prediction writers all call it so they
-agree with each other and with conlleval.
+agree with each other and with conlleval. `allowed_transitions` turns each
+scheme's transition rules into the boolean tables the CRF decoder enforces.
 
 Pure Python: never imports TensorFlow.
 """
 
 import dataclasses
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 from seqeval.metrics import sequence_labeling
 
@@ -25,24 +26,41 @@ TAG_SEPARATOR = "-"
 
 @dataclasses.dataclass(frozen=True)
 class TagScheme:
-  """One tagging scheme.
+  """One tagging scheme: its prefixes and which tag may follow which.
 
   Attributes:
     name: canonical name, e.g. "IOB2".
     prefixes: every prefix a tag may carry in this scheme, outside tag included.
     inside_prefixes: prefixes that continue an entity. They are mapped to "I"
       before span extraction (BMES writes "M-" where BIOES writes "I-").
+    continuing_prefixes: prefixes that may only follow a tag in
+      `open_prefixes` of the same type, so they never start a sentence
+      (IOB2: "I"; IOB1: "B", which only separates two adjacent chunks).
+    open_prefixes: prefixes after which an entity of their type may go on.
+    explicit_end: True when an entity must be closed by its own tag (BIOES
+      "E-"/"S-"): a tag in `open_prefixes` must then be followed by a tag in
+      `continuing_prefixes` of the same type, and cannot end a sentence.
   """
   name: str
   prefixes: tuple[str, ...]
   inside_prefixes: tuple[str, ...] = ("I",)
+  continuing_prefixes: tuple[str, ...] = ("I",)
+  open_prefixes: tuple[str, ...] = ("B", "I")
+  explicit_end: bool = False
 
 
-IOB1 = TagScheme(name="IOB1", prefixes=("I", "B", "O"))
+# IOB1: I-X starts chunks too; B-X only separates two adjacent X chunks.
+IOB1 = TagScheme(name="IOB1", prefixes=("I", "B", "O"),
+                 continuing_prefixes=("B",))
+# IOB2: I-X continues B-X/I-X; B and O may follow anything.
 IOB2 = TagScheme(name="IOB2", prefixes=("B", "I", "O"))
-BIOES = TagScheme(name="BIOES", prefixes=("B", "I", "O", "E", "S"))
+# BIOES: B-X/I-X must be followed by I-X/E-X; E and S close the entity.
+BIOES = TagScheme(name="BIOES", prefixes=("B", "I", "O", "E", "S"),
+                  continuing_prefixes=("I", "E"), explicit_end=True)
+# BMES: as BIOES with M for I.
 BMES = TagScheme(name="BMES", prefixes=("B", "M", "E", "S", "O"),
-                 inside_prefixes=("M",))
+                 inside_prefixes=("M",), continuing_prefixes=("M", "E"),
+                 open_prefixes=("B", "M"), explicit_end=True)
 
 # Aliases point at the same object, so `get_scheme("BIO") is IOB2`.
 SCHEMES: dict[str, TagScheme] = {
@@ -148,6 +166,18 @@ def normalize_tag_sequences(
   return [_normalize_inside(tags) for tags in tag_sequences]
 
 
+def _scheme_from_prefixes(prefixes: set[str],
+                          inside_starts_chunk: bool = False) -> TagScheme:
+  """The scheme rule shared by `detect_scheme` and `scheme_of_labels`."""
+  if "M" in prefixes:
+    return BMES
+  if prefixes & {"E", "S"}:
+    return BIOES
+  if inside_starts_chunk:
+    return IOB1
+  return IOB2
+
+
 def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
   """Guesses the scheme of labelled data.
 
@@ -170,13 +200,97 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
       if prefix == "I" and entity_type != previous_type:
         inside_starts_chunk = True
       previous_type = entity_type
-  if "M" in prefixes_seen:
-    return BMES.name
-  if prefixes_seen & {"E", "S"}:
-    return BIOES.name
-  if inside_starts_chunk:
-    return IOB1.name
-  return IOB2.name
+  return _scheme_from_prefixes(prefixes_seen, inside_starts_chunk).name
+
+
+def scheme_of_labels(label_names: Sequence[str],
+                     scheme: Optional[str] = None) -> TagScheme:
+  """The scheme of a label list: `scheme` if given, else guessed from prefixes.
+
+  A label list has no order to read, so IOB1 cannot be told from IOB2: any
+  'M-' -> BMES, any 'E-'/'S-' -> BIOES, otherwise IOB2 (pass scheme="IOB1"
+  for IOB1 data).
+
+  Example:
+    ['O', 'B-PER', 'I-PER']          -> IOB2
+    ['O', 'B-PER', 'E-PER', 'S-PER'] -> BIOES
+    ['O', 'I-PER', 'B-PER'], "IOB1"  -> IOB1
+
+  Raises:
+    ValueError: for an unknown `scheme` name.
+  """
+  if scheme is not None:
+    return get_scheme(scheme)
+  return _scheme_from_prefixes({split_tag(label)[0] for label in label_names})
+
+
+class Transitions(NamedTuple):
+  """Which label sequences a scheme allows, for a label list of length L.
+
+  Attributes:
+    allowed: [L][L] bool, allowed[i][j]: label j may follow label i.
+    start: [L] bool, a sentence may start with label j.
+    end: [L] bool, a sentence may end with label j.
+  """
+  allowed: list[list[bool]]
+  start: list[bool]
+  end: list[bool]
+
+
+def allowed_transitions(label_names: Sequence[str],
+                        scheme: Optional[str] = None) -> Transitions:
+  """The scheme's transition rules as tables over `label_names`.
+
+  The scheme comes from `scheme_of_labels`. With X != Y entity types:
+
+  Forbidden, IOB2/BIO: O -> I-X; B-X -> I-Y; I-X -> I-Y; starting with I-X.
+  Forbidden, BIOES (IOBES): I-X or E-X after anything but B-X / I-X; B-X or
+    I-X followed by anything but I-X / E-X; starting with I-X or E-X; ending
+    with B-X or I-X.
+  Forbidden, BMES: as BIOES with M in place of I.
+  Forbidden, IOB1: B-X after anything but B-X / I-X; starting with B-X.
+  Everything else is allowed.
+
+  Example (IOB2; rows = previous label, columns = next; 1 = allowed)::
+
+                 O  B-LOC B-PER I-LOC I-PER
+      O          1    1     1     0     0
+      B-LOC      1    1     1     1     0
+      I-LOC      1    1     1     1     0
+      start      1    1     1     0     0
+      end        1    1     1     1     1
+
+  Args:
+    label_names: label strings in id order, 'O' or 'PREFIX-TYPE'.
+    scheme: optional scheme name (any name `get_scheme` accepts).
+
+  Returns:
+    `Transitions` of plain Python bool lists.
+
+  Raises:
+    ValueError: for an unknown scheme, or a label not valid in the scheme
+      (naming "label <id>").
+  """
+  tag_scheme = scheme_of_labels(label_names, scheme)
+  for index, label in enumerate(label_names):
+    validate_tag(label, tag_scheme, f"label {index}")
+  parts = [split_tag(label) for label in label_names]
+
+  def may_follow(before: tuple[str, Optional[str]],
+                 after: tuple[str, Optional[str]]) -> bool:
+    opens = before[0] in tag_scheme.open_prefixes
+    if after[0] in tag_scheme.continuing_prefixes:
+      return opens and before[1] == after[1]
+    return not (tag_scheme.explicit_end and opens)
+
+  return Transitions(
+      allowed=[[may_follow(before, after) for after in parts]
+               for before in parts],
+      start=[prefix not in tag_scheme.continuing_prefixes
+             for prefix, _ in parts],
+      end=[not (tag_scheme.explicit_end
+                and prefix in tag_scheme.open_prefixes)
+           for prefix, _ in parts])
 
 
 def get_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:

@@ -2,10 +2,10 @@
 
 Vertex AI / AI Platform custom training runs a Python module of the submitted
 package (`python setup.py sdist` packs `trainer`, `serving` and `run_ner`);
-this runs exactly the same main as `run_ner.py`.
+this runs exactly the same main as `run_ner.py`: `trainer.cli.run_main`.
 """
 
-import run_ner
+from trainer import cli
 
 if __name__ == "__main__":
-  run_ner.run_main()
+  cli.run_main()

@@ -1,0 +1,225 @@
+"""The benchmarks' pure parts, and bench/gpu_check.sh's dry run on CPU."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench import hf_peer
+from bench import vs_pytorch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("fraction, expected", [
+    (0.5, 3), (0.99, 5), (1.0, 5), (0.2, 1), (0.01, 1)])
+def test_percentile_is_nearest_rank(fraction, expected):
+  assert vs_pytorch.percentile([5, 1, 4, 2, 3], fraction) == expected
+
+
+def test_steady_rate_and_train_result():
+  assert vs_pytorch.steady_rate([10.0, 12.0, 14.0], 32) == 16.0
+  with pytest.raises(ValueError, match="at least 2 timed steps"):
+    vs_pytorch.steady_rate([1.0], 32)
+  assert vs_pytorch.train_result([0.0, 2.0, 4.0], 48, 64) == {
+      "timed_steps": 2, "seconds_per_step": 2.0,
+      "sentences_per_second": 16.0, "real_pieces_per_second": 12.0,
+      "padding_fraction": 0.25}
+  assert vs_pytorch.train_result([0.0, 1.0]) == {
+      "timed_steps": 1, "seconds_per_step": 1.0,
+      "sentences_per_second": 32.0}
+
+
+def test_predict_and_latency_results():
+  assert vs_pytorch.predict_result(96, 0.0, 4.0, [1.0, 2.0, 3.0, 4.0]) == {
+      "sentences": 96, "seconds": 4.0, "sentences_per_second": 24.0,
+      "steady_sentences_per_second": 32.0}
+  assert "steady_sentences_per_second" not in vs_pytorch.predict_result(
+      40, 0.0, 2.0, [1.0, 2.0])
+  assert vs_pytorch.latency_result([float(v) for v in range(1, 101)]) == {
+      "requests": 100, "p50_ms": 50.0, "p99_ms": 99.0}
+
+
+def test_conll_round_trip(tmp_path):
+  path = str(tmp_path / "data.txt")
+  vs_pytorch.write_conll(path, [["EU", "rejects"], ["Peter"]],
+                         [["B-ORG", "O"], ["B-PER"]])
+  with open(path, encoding="utf-8") as reader:
+    assert reader.read() == "EU X X B-ORG\nrejects X X O\n\nPeter X X B-PER\n\n"
+  assert vs_pytorch.read_conll(path) == ([["EU", "rejects"], ["Peter"]],
+                                         [["B-ORG", "O"], ["B-PER"]])
+  assert vs_pytorch.read_conll(path, limit=1) == ([["EU", "rejects"]],
+                                                  [["B-ORG", "O"]])
+
+
+def test_first_piece_labels():
+  assert hf_peer.first_piece_labels([None, 0, 0, 1, None], [3, 5]) == [
+      -100, 3, -100, 5, -100]
+  assert hf_peer.first_piece_labels([None, 0, 1, 1, None]) == [
+      -100, 0, 0, -100, -100]
+
+
+def test_measurements_in_run_order():
+  settings = dict(vs_pytorch.QUICK, fixed_lengths=[16, 32])
+  assert vs_pytorch.measurements(settings) == [
+      ("train", {"steps": 3}), ("fixed", {"steps": 2, "fixed_length": 16}),
+      ("fixed", {"steps": 2, "fixed_length": 32}), ("predict", {}),
+      ("latency", {})]
+  assert vs_pytorch.measurements(settings, ("fixed", "latency")) == [
+      ("fixed", {"steps": 2, "fixed_length": 16}),
+      ("fixed", {"steps": 2, "fixed_length": 32}), ("latency", {})]
+
+
+def _run(framework, measure, value, load, length=None):
+  metric = {"train": "sentences_per_second", "fixed": "seconds_per_step",
+            "latency": "p50_ms"}[measure]
+  return {"framework": framework, "measure": measure, "fixed_length": length,
+          metric: value, "loadavg_start": [load, 0, 0],
+          "loadavg_end": [load + 0.5, 0, 0]}
+
+
+def test_summary_medians_speedups_and_table():
+  settings = dict(vs_pytorch.QUICK, fixed_lengths=[16])
+  runs = [_run("ours", "train", 90.0, 1.0), _run("ours", "train", 80.0, 1.2),
+          _run("ours", "train", 100.0, 1.1), _run("hf", "train", 60.0, 2.0),
+          _run("ours", "fixed", 0.2, 1.0, 16),
+          _run("hf", "fixed", 0.3, 1.0, 16),
+          _run("ours", "latency", 4.0, 1.5)]
+  summary = vs_pytorch.summarize(runs, settings)
+  # Rows nothing measured (word-pieces/s, predict, p99) are left out.
+  assert [row["figure"] for row in summary] == [
+      "training, steady state, sentences/s", "s/step at fixed length 16",
+      "one sentence in process, p50 ms"]
+  train, fixed, latency = summary
+  assert train["ours"] == {"median": 90.0, "values": [90.0, 80.0, 100.0],
+                           "loadavg_1min": [1.0, 1.7]}
+  assert train["ours_speedup"] == 1.5
+  assert fixed["ours_speedup"] == pytest.approx(1.5)  # lower is better
+  assert latency["hf"]["median"] is None and latency["ours_speedup"] is None
+  assert vs_pytorch.markdown_table(summary).splitlines() == [
+      "| workload | this project | HF transformers, length-grouped | "
+      "ours faster by | load avg (1 min) |",
+      "| --- | --- | --- | --- | --- |",
+      "| training, steady state, sentences/s | 90 (80-100) | 60 | 1.50x | "
+      "1.0-2.5 |",
+      "| s/step at fixed length 16 | 0.2 | 0.3 | 1.50x | 1.0-1.5 |",
+      "| one sentence in process, p50 ms | 4 | n/a | n/a | 1.5-2.0 |"]
+
+
+def test_parse_args_lists_and_errors(capsys):
+  args = vs_pytorch.parse_args(["--frameworks", "ours", "--measures",
+                                "train,fixed", "--fixed_lengths", "16,128"])
+  assert args.frameworks == ("ours",)
+  assert args.measures == ("train", "fixed")
+  assert args.fixed_lengths == [16, 128]
+  assert vs_pytorch.parse_args([]).frameworks == ("ours", "hf")
+  with pytest.raises(SystemExit):
+    vs_pytorch.parse_args(["--measures", "train,speed"])
+  assert "use comma-separated names from train, fixed, predict, latency" in (
+      capsys.readouterr().err)
+
+
+def test_children_run_in_their_own_modules():
+  assert vs_pytorch.CHILD_MODULES == {"ours": "bench.ours_side",
+                                      "hf": "bench.hf_peer"}
+  assert set(hf_peer.MEASUREMENTS) == {"train", "predict", "latency"}
+  # The parent and our side never import torch or transformers.
+  code = ("import sys; import bench.vs_pytorch, bench.hf_peer, "
+          "bench.ours_side; print(sorted(m for m in ('torch', 'transformers',"
+          " 'tensorflow') if m in sys.modules))")
+  output = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
+                          check=True, capture_output=True, text=True)
+  assert output.stdout.strip() == "[]"
+
+
+_TINY_BERT = {"vocab_size": 0, "hidden_size": 16, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "intermediate_size": 24,
+              "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": 0.1,
+              "max_position_embeddings": 128, "type_vocab_size": 2,
+              "initializer_range": 0.02}
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "rejects",
+          "german", "call", "to", "boycott", "british", "lamb", "peter", "."]
+_SENTENCES = [(["EU", "rejects", "German", "call", "."],
+               ["B-ORG", "O", "B-MISC", "O", "O"]),
+              (["Peter", "to", "boycott", "British", "lamb", "."],
+               ["B-PER", "O", "O", "B-MISC", "O", "O"])]
+
+
+def _tiny_checkpoint_and_data(tmp_path):
+  """A Google-layout tiny BERT checkpoint and a CoNLL folder."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer.tf_compat import modeling  # pylint: disable=g-import-not-at-top
+  checkpoint_dir = tmp_path / "ckpt"
+  checkpoint_dir.mkdir()
+  (checkpoint_dir / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
+  config = dict(_TINY_BERT, vocab_size=len(_VOCAB))
+  (checkpoint_dir / "bert_config.json").write_text(json.dumps(config))
+  with tf.Graph().as_default():
+    ids = tf.compat.v1.placeholder(tf.int32, [None, None])
+    modeling.BertModel(modeling.BertConfig.from_dict(config), False, ids)
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      tf.compat.v1.train.Saver().save(
+          session, str(checkpoint_dir / "bert_model.ckpt"))
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  for split in ("train", "test"):
+    vs_pytorch.write_conll(str(data_dir / f"{split}.txt"),
+                           [words for words, _ in _SENTENCES * 8],
+                           [tags for _, tags in _SENTENCES * 8])
+  return str(checkpoint_dir), str(data_dir)
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_every_setting(tmp_path):
+  # 6 trainer subprocesses (3 settings x bucketed + fixed length): 1.5-2.5
+  # minutes on 2 busy cores, hence slow.
+  checkpoint_dir, data_dir = _tiny_checkpoint_and_data(tmp_path)
+  output = tmp_path / "gpu_check.json"
+  subprocess.run(
+      ["bash", os.path.join(REPO_ROOT, "bench", "gpu_check.sh"), "--dry_run",
+       "--checkpoint_dir", checkpoint_dir, "--data_dir", data_dir,
+       "--work_dir", str(tmp_path / "work"), "--output", str(output)],
+      cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  check = json.loads(output.read_text())
+  assert check["gpu"] == "none (--dry_run on CPU)" and check["dry_run"]
+  assert list(check["settings"]) == ["fp32", "amp", "amp_xla"]
+  assert [s["ours_config"] for s in check["settings"].values()] == [
+      {}, {"use_amp": True}, {"use_amp": True, "use_xla": True}]
+  for setting in check["settings"].values():
+    assert setting["train_sentences_per_second"] > 0
+    assert setting["seconds_per_step_length_16"] > 0
+    assert len(setting["train_sentences_per_second_loadavg_1min"]) == 2
+    assert [run["measure"] for run in setting["runs"]] == ["train", "fixed"]
+    assert [run["timed_steps"] for run in setting["runs"]] == [2, 2]
+  assert check["settings"]["fp32"]["train_speedup_over_fp32"] == 1.0
+
+
+def _gpu_check(*arguments, path=None):
+  environment = dict(os.environ)
+  if path is not None:
+    environment["PATH"] = path
+  return subprocess.run([shutil.which("bash"),
+                         os.path.join(REPO_ROOT, "bench", "gpu_check.sh"),
+                         *arguments],
+                        cwd=REPO_ROOT, capture_output=True, text=True,
+                        env=environment, check=False)
+
+
+def test_gpu_check_refuses_unknown_options_and_a_missing_gpu(tmp_path):
+  unknown = _gpu_check("--steps", "3")
+  assert unknown.returncode == 2
+  assert "unknown option --steps" in unknown.stderr
+  # No nvidia-smi on PATH (only bash's own tools): no GPU, nothing started.
+  tools = tmp_path / "bin"
+  tools.mkdir()
+  for tool in ("dirname", "head"):
+    (tools / tool).symlink_to(shutil.which(tool))
+  no_gpu = _gpu_check(path=str(tools))
+  assert no_gpu.returncode == 1
+  assert "no GPU (nvidia-smi failed); use --dry_run on CPU" in no_gpu.stderr

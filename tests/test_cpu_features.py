@@ -1,0 +1,151 @@
+"""Tests for trainer.cpu_features (pure Python, fake /proc/cpuinfo texts)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from trainer import cpu_features
+
+SAPPHIRE_RAPIDS = """\
+processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu vme sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu vme sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+
+COOPER_LAKE = """\
+processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8380H CPU @ 2.90GHz
+flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16
+"""
+
+ZEN3 = """\
+processor\t: 0
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx avx2 fma vaes vpclmulqdq
+
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx avx2 fma vaes vpclmulqdq
+"""
+
+# AMX tiles without the bf16 tile op, and a core missing avx512_bf16.
+AMX_INT8_ONLY_MIXED = """\
+processor\t: 0
+model name\t: Hypothetical
+flags\t\t: avx512f avx512_bf16 amx_tile amx_int8
+
+processor\t: 1
+model name\t: Hypothetical
+flags\t\t: avx512f amx_tile amx_int8
+"""
+
+
+@pytest.mark.parametrize("text, avx512_bf16, amx, fast", [
+    (SAPPHIRE_RAPIDS, True, True, True),
+    (COOPER_LAKE, True, False, True),
+    (ZEN3, False, False, False),
+    (AMX_INT8_ONLY_MIXED, False, False, False),
+    ("", False, False, False),
+])
+def test_bf16_detection(text, avx512_bf16, amx, fast):
+  flags = cpu_features.cpu_flags(text)
+  assert cpu_features.has_avx512_bf16(flags) is avx512_bf16
+  assert cpu_features.has_amx(flags) is amx
+  assert cpu_features.has_fast_bf16(flags) is fast
+  assert (cpu_features.bf16_support_error(text) is None) is fast
+
+
+def test_cpu_flags_are_common_to_every_processor():
+  assert cpu_features.cpu_flags(AMX_INT8_ONLY_MIXED) == frozenset(
+      ["avx512f", "amx_tile", "amx_int8"])
+  assert cpu_features.cpu_flags(ZEN3) == frozenset(
+      ["fpu", "sse2", "avx", "avx2", "fma", "vaes", "vpclmulqdq"])
+  assert cpu_features.cpu_flags("processor : 0\n") == frozenset()
+
+
+def test_model_name():
+  assert cpu_features.cpu_model_name(COOPER_LAKE) == \
+      "Intel(R) Xeon(R) Platinum 8380H CPU @ 2.90GHz"
+  assert cpu_features.cpu_model_name("") == "unknown"
+
+
+def test_error_message_names_cpu_flags_and_fix():
+  message = cpu_features.bf16_support_error(ZEN3, flag_name="--use_bf16")
+  assert message == (
+      "Cannot use --use_bf16: the CPU (AMD EPYC 7B13) has neither AVX512_BF16 "
+      "(flag avx512_bf16) nor AMX (flags amx_bf16 and amx_tile). oneDNN would "
+      "emulate bfloat16 and run slower than float32. Drop --use_bf16 on this "
+      "machine, or run on a CPU with AVX512_BF16 or AMX (Intel Cooper Lake / "
+      "Sapphire Rapids or later, AMD Zen 4 or later).")
+  assert cpu_features.bf16_support_error("").startswith(
+      "Cannot use --use_bf16: could not read CPU flags from /proc/cpuinfo.")
+
+
+def test_reads_the_real_file_or_nothing(tmp_path):
+  path = tmp_path / "cpuinfo"
+  path.write_text(COOPER_LAKE, encoding="utf-8")
+  assert cpu_features.read_cpuinfo(str(path)) == COOPER_LAKE
+  assert cpu_features.read_cpuinfo(str(tmp_path / "missing")) == ""
+  # This machine's own answer is a bool either way.
+  assert isinstance(cpu_features.has_fast_bf16(), bool)
+
+
+def test_bf16_rewrite_environment_keeps_softmax_float32():
+  assert cpu_features.bf16_rewrite_environment() == {
+      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE": "Softmax",
+      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_REMOVE": "Softmax",
+      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD": "Softmax"}
+  assert cpu_features.bf16_rewrite_environment(["Softmax", "Tanh"])[
+      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD"] == "Softmax,Tanh"
+
+
+def test_does_not_import_tensorflow():
+  code = ("import sys; import trainer.cpu_features; "
+          "print('tensorflow' in sys.modules)")
+  output = subprocess.run([sys.executable, "-c", code], check=True,
+                          capture_output=True, text=True)
+  assert output.stdout.strip() == "False"
+
+
+def _validate_bf16(monkeypatch, cpuinfo, onednn=True, **fields):
+  """NerConfig(use_bf16=True, ...).validate() on a CPU described by text."""
+  from trainer import config as config_lib  # imports TensorFlow
+  from trainer import fused_ops
+  monkeypatch.setattr(cpu_features, "read_cpuinfo", lambda *_: cpuinfo)
+  monkeypatch.setattr(fused_ops, "onednn_enabled", lambda: onednn)
+  config_lib.NerConfig(do_train=True, use_bf16=True, **fields).validate()
+
+
+def test_use_bf16_is_refused_on_a_cpu_without_native_bfloat16(monkeypatch):
+  from trainer.errors import UserError
+  with pytest.raises(UserError) as raised:
+    _validate_bf16(monkeypatch, ZEN3)
+  assert str(raised.value) == cpu_features.bf16_support_error(ZEN3)
+
+
+def test_use_bf16_needs_onednn(monkeypatch):
+  from trainer.errors import UserError
+  with pytest.raises(UserError, match="TF_ENABLE_ONEDNN_OPTS=1"):
+    _validate_bf16(monkeypatch, SAPPHIRE_RAPIDS, onednn=False)
+
+
+@pytest.mark.parametrize("fields", [{"use_amp": True}, {"num_gpus": 2},
+                                    {"use_tpu": True, "tpu_name": "t"}])
+def test_use_bf16_is_cpu_only(monkeypatch, fields):
+  from trainer.errors import UserError
+  with pytest.raises(UserError, match="cannot be combined with --use_amp, "
+                                      "--num_gpus or --use_tpu"):
+    _validate_bf16(monkeypatch, SAPPHIRE_RAPIDS, **fields)
+
+
+@pytest.mark.parametrize("cpuinfo", [SAPPHIRE_RAPIDS, COOPER_LAKE])
+def test_use_bf16_accepted_with_avx512_bf16_or_amx_and_onednn(monkeypatch,
+                                                              cpuinfo):
+  _validate_bf16(monkeypatch, cpuinfo)  # raises nothing

@@ -1,0 +1,150 @@
+"""bfloat16 on CPUs: run-time detection from /proc/cpuinfo, rewrite settings.
+
+oneDNN runs bfloat16 matmuls at full speed only on CPUs with AVX512_BF16
+(Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later) or AMX
+(Intel Sapphire Rapids and later). Elsewhere TensorFlow's
+``auto_mixed_precision_onednn_bfloat16`` rewrite still converts the graph,
+but the kernels emulate bfloat16 and are slower than float32, so `--use_bf16`
+is refused there with a message saying why.
+
+Pure Python, no TensorFlow: the Linux kernel lists the instruction sets in
+the ``flags`` line of every processor in /proc/cpuinfo::
+
+    processor : 0
+    model name : Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+    flags : fpu vme ... avx512f avx512_bf16 ... amx_bf16 amx_tile amx_int8
+
+gives ``has_avx512_bf16(cpu_flags(text)) == has_amx(cpu_flags(text)) ==
+True``; an AVX2-only CPU (this repository's 2-core AMD EPYC) gives False.
+"""
+
+from typing import Dict, FrozenSet, Optional, Sequence
+
+CPUINFO_PATH = "/proc/cpuinfo"
+
+# /proc/cpuinfo flag names (arch/x86/include/asm/cpufeatures.h).
+AVX512_BF16_FLAG = "avx512_bf16"
+# AMX's bfloat16 matmuls need the tile registers and the bf16 tile op.
+AMX_BF16_FLAGS = frozenset(["amx_tile", "amx_bf16"])
+
+# Ops TF 2.15's oneDNN bfloat16 rewrite (auto_mixed_precision_onednn_bfloat16)
+# would run in bfloat16 but the project keeps in float32: the attention
+# softmax. (Loss, CRF and layer-norm statistics already stay float32: Exp,
+# Log and Mean are on the rewrite's deny list, and FusedBatchNormV3 keeps its
+# statistics in float32.)
+BF16_FLOAT32_OPS = ("Softmax",)
+# Grappler reads these when it rewrites a graph (at Session creation).
+_REWRITE_ENV_PREFIX = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
+
+
+def read_cpuinfo(path: str = CPUINFO_PATH) -> str:
+  """The text of /proc/cpuinfo, or "" where it does not exist (not Linux)."""
+  try:
+    with open(path, encoding="utf-8", errors="replace") as reader:
+      return reader.read()
+  except OSError:
+    return ""
+
+
+def _processor_values(cpuinfo: str, key: str):
+  """The value of `key` for each processor block of a cpuinfo text."""
+  values = []
+  for line in cpuinfo.splitlines():
+    name, separator, value = line.partition(":")
+    if separator and name.strip() == key:
+      values.append(value.strip())
+  return values
+
+
+def cpu_flags(cpuinfo: Optional[str] = None) -> FrozenSet[str]:
+  """Instruction-set flags every processor has.
+
+  Args:
+    cpuinfo: /proc/cpuinfo text; None reads the file.
+
+  Returns:
+    The flags common to all ``flags`` lines (a feature only some cores have
+    cannot be relied on by a thread pool); empty when there is none.
+
+  Example: two processors with ``flags : sse avx512_bf16`` and
+  ``flags : sse`` give ``frozenset({"sse"})``.
+  """
+  if cpuinfo is None:
+    cpuinfo = read_cpuinfo()
+  per_processor = [frozenset(value.split())
+                   for value in _processor_values(cpuinfo, "flags")]
+  if not per_processor:
+    return frozenset()
+  return frozenset.intersection(*per_processor)
+
+
+def cpu_model_name(cpuinfo: Optional[str] = None) -> str:
+  """The first ``model name`` of /proc/cpuinfo, or "unknown"."""
+  if cpuinfo is None:
+    cpuinfo = read_cpuinfo()
+  names = _processor_values(cpuinfo, "model name")
+  return names[0] if names else "unknown"
+
+
+def has_avx512_bf16(flags: Optional[FrozenSet[str]] = None) -> bool:
+  """True when every core has AVX512_BF16 (bfloat16 dot products)."""
+  flags = cpu_flags() if flags is None else flags
+  return AVX512_BF16_FLAG in flags
+
+
+def has_amx(flags: Optional[FrozenSet[str]] = None) -> bool:
+  """True when every core has AMX tiles with bfloat16 (amx_tile, amx_bf16)."""
+  flags = cpu_flags() if flags is None else flags
+  return AMX_BF16_FLAGS <= flags
+
+
+def has_fast_bf16(flags: Optional[FrozenSet[str]] = None) -> bool:
+  """True when oneDNN can run bfloat16 matmuls natively (AVX512_BF16/AMX)."""
+  flags = cpu_flags() if flags is None else flags
+  return has_avx512_bf16(flags) or has_amx(flags)
+
+
+def bf16_support_error(cpuinfo: Optional[str] = None,
+                       flag_name: str = "--use_bf16") -> Optional[str]:
+  """Why bfloat16 cannot be used on this CPU, or None when it can.
+
+  Args:
+    cpuinfo: /proc/cpuinfo text; None reads the file.
+    flag_name: the option named in the message.
+
+  Returns:
+    None on CPUs with AVX512_BF16 or AMX, else a message naming the CPU, the
+    missing instructions and the fix.
+  """
+  if cpuinfo is None:
+    cpuinfo = read_cpuinfo()
+  flags = cpu_flags(cpuinfo)
+  if has_fast_bf16(flags):
+    return None
+  if not flags:
+    found = f"could not read CPU flags from {CPUINFO_PATH}"
+  else:
+    amx = " and ".join(sorted(AMX_BF16_FLAGS))
+    found = (f"the CPU ({cpu_model_name(cpuinfo)}) has neither AVX512_BF16 "
+             f"(flag {AVX512_BF16_FLAG}) nor AMX (flags {amx})")
+  return (f"Cannot use {flag_name}: {found}. oneDNN would emulate bfloat16 "
+          f"and run slower than float32. Drop {flag_name} on this machine, or "
+          f"run on a CPU with AVX512_BF16 or AMX (Intel Cooper Lake / "
+          f"Sapphire Rapids or later, AMD Zen 4 or later).")
+
+
+def bf16_rewrite_environment(float32_ops: Sequence[str] = BF16_FLOAT32_OPS
+                             ) -> Dict[str, str]:
+  """Environment variables that keep `float32_ops` out of bfloat16.
+
+  Set them (``os.environ.update(...)``) before creating the Session whose
+  ConfigProto turns on ``auto_mixed_precision_onednn_bfloat16``.
+
+  Example: ``bf16_rewrite_environment(("Softmax",))`` gives
+  ``{"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE": "Softmax",
+  "..._INFERLIST_REMOVE": "Softmax", "..._DENYLIST_ADD": "Softmax"}``.
+  """
+  names = ",".join(float32_ops)
+  return {f"{_REWRITE_ENV_PREFIX}ALLOWLIST_REMOVE": names,
+          f"{_REWRITE_ENV_PREFIX}INFERLIST_REMOVE": names,
+          f"{_REWRITE_ENV_PREFIX}DENYLIST_ADD": names}
