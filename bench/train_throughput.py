@@ -32,11 +32,13 @@ sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position
 from bench import conll2003 as conll_bench  # noqa: E402
+from trainer import estimator_lib  # noqa: E402
 from trainer import features as features_lib  # noqa: E402
 from trainer import input_pipeline  # noqa: E402
 from trainer import schema  # noqa: E402
 from trainer import tokenization  # noqa: E402
 from trainer import train_lib  # noqa: E402
+from trainer.run_inputs import RunInputs  # noqa: E402
 
 FLAGS = flags.FLAGS
 tf1 = tf.compat.v1
@@ -89,6 +91,13 @@ def base_config(checkpoint_dir, output_dir, **overrides):
   return train_lib.NerConfig(**settings)
 
 
+def make_estimator(config, inputs, steps):
+  """The run's Estimator for the prepared `RunInputs` `inputs`."""
+  return estimator_lib.make_estimator(
+      config, inputs.bert_config_file, inputs.labels, inputs.tokenizer.vocab,
+      steps)
+
+
 def mean_window_length(path):
   histogram = input_pipeline.read_feature_meta(path)["length_histogram"]
   return sum(k * v for k, v in histogram.items()) / sum(histogram.values())
@@ -102,9 +111,9 @@ def train_rate(checkpoint_dir, name, bucketing, freeze):
   config = base_config(checkpoint_dir, output_dir, bucketing=bucketing,
                        freeze_bert=freeze, num_train_steps=steps,
                        do_train=True)
-  job = train_lib.Job(config)
-  path, _ = job.features_file("train")
-  estimator = train_lib.make_estimator(config, job, steps)
+  inputs = RunInputs(config).prepare()
+  path, _ = inputs.features_file("train")
+  estimator = make_estimator(config, inputs, steps)
   hook = StepTimes()
   estimator.train(train_lib.input_fn_for(config, path, True,
                                          config.train_batch_size),
@@ -119,12 +128,12 @@ def train_rate(checkpoint_dir, name, bucketing, freeze):
             "sentences_per_second": round(sentences_per_second, 1),
             "real_pieces_per_second": round(pieces_per_second, 0)}
   print(json.dumps(result))
-  return result, config, job
+  return result, config, inputs
 
 
-def input_only_rate(config, job, batches=300):
+def input_only_rate(config, inputs, batches=300):
   """Sentences/s of the training input pipeline alone (bucketed)."""
-  path, _ = job.features_file("train")
+  path, _ = inputs.features_file("train")
   input_fn = train_lib.input_fn_for(config, path, True, FLAGS.batch_size)
   with tf.Graph().as_default():
     batch = tf1.data.make_one_shot_iterator(input_fn({})).get_next()
@@ -138,17 +147,17 @@ def input_only_rate(config, job, batches=300):
   return round(batches * FLAGS.batch_size / seconds, 1)
 
 
-def predict_rate(config, job):
+def predict_rate(config, inputs):
   """Sentences/s predicting the test split (merge included)."""
-  estimator = train_lib.make_estimator(config, job, 1)
-  job.features_file("test")
+  estimator = make_estimator(config, inputs, 1)
+  inputs.features_file("test")
   start = time.perf_counter()
-  sentences, _, _ = train_lib.predict_split(config, job, estimator, "test")
+  sentences, _, _ = train_lib.predict_split(config, inputs, estimator, "test")
   seconds = time.perf_counter() - start
   return round(len(sentences) / seconds, 1), round(seconds, 1)
 
 
-def export_latency(config, job):
+def export_latency(config, inputs):
   """p50/p99 ms of single-sentence calls to the exported serving_default."""
   config.do_train = config.do_eval = config.do_predict = False
   config.do_export = True
@@ -157,7 +166,7 @@ def export_latency(config, job):
   serve = loaded.signatures[schema.SERVING_DEFAULT_SIGNATURE]
   tokenizer = tokenization.NerTokenizer(config.vocab_file,
                                         config.do_lower_case)
-  sentences = job.sentences("test")
+  sentences = inputs.sentences("test")
   latencies = []
   for index in range(FLAGS.latency_requests + 10):
     words = sentences[index % len(sentences)].tokens
@@ -184,12 +193,12 @@ def main(argv):
                                   ("bucketed_full", True, False),
                                   ("fixed128_frozen", False, True),
                                   ("bucketed_frozen", True, True)):
-    train[name], config, job = train_rate(checkpoint_dir, name, bucketing,
-                                          freeze)
-  # `config`/`job` are the last (bucketed, frozen) run: a trained model.
-  input_rate = input_only_rate(config, job)
-  predict_sentences_per_second, predict_seconds = predict_rate(config, job)
-  latency = export_latency(config, job)
+    train[name], config, inputs = train_rate(checkpoint_dir, name,
+                                             bucketing, freeze)
+  # `config`/`inputs` are the last (bucketed, frozen) run: a trained model.
+  input_rate = input_only_rate(config, inputs)
+  predict_sentences_per_second, predict_seconds = predict_rate(config, inputs)
+  latency = export_latency(config, inputs)
 
   def rate(name):
     return train[name]["sentences_per_second"]
