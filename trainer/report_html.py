@@ -216,7 +216,7 @@ def _tagged_text(tokens: Sequence[str], gaps: Sequence[str],
 
 def _describe(outcome: analysis_lib.Outcome, tokens: Sequence[str],
               gaps: Sequence[str]) -> str:
-  """One error as a list item, e.g. 'PER “John Smith” predicted as “John”'."""
+  """One error as a list item, e.g. 'PER “John Smith” predicted as PER “John”'."""
   def quoted(span: analysis_lib.Span) -> str:
     text = escape(_span_text(tokens, gaps, span))
     return f"{escape(span.entity_type)} \u201c{text}\u201d"
