@@ -219,10 +219,10 @@ def test_frozen_defaults_fill_only_unset_settings(frozen):
                                              lambda name: name == "head")
   # The 2-layer model has no layers -4 and -3.
   assert applied == {"bert_layers": [-2, -1], "layer_combination": "concat",
-                     "lstm_layers": 2, "learning_rate": 2e-3,
+                     "lstm_layers": 1, "learning_rate": 2e-3,
                      "num_train_epochs": 10.0}
   assert (config.bert_layers, config.head, config.lstm_layers) == (
-      [-2, -1], "softmax", 2)
+      [-2, -1], "softmax", 1)
   unfrozen = _config(frozen, "out", freeze_bert=False)
   assert config_lib.apply_frozen_defaults(unfrozen, lambda name: False) == {}
   assert unfrozen.bert_layers == [-1] and unfrozen.head == "softmax"
