@@ -2,12 +2,11 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from serving import client
 from serving import transports
 
@@ -142,11 +141,7 @@ def test_cli_needs_texts(capsys):
                                     "trainer.export_versions"])
 def test_client_modules_import_without_tensorflow(module):
   """Finding an export and predict_text over REST need no TensorFlow."""
-  code = (f"import sys; import {module}; "
-          "print('tensorflow' in sys.modules)")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, check=True, timeout=60)
-  assert result.stdout.strip() == "False"
+  assert_imports_without_tensorflow(module)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,11 +1,9 @@
 """Tests for trainer.context (document neighbours as context; pure Python)."""
 
-import subprocess
-import sys
 
 import pytest
 
-from tests.reader_fixtures import REPO_ROOT
+from tests.import_checks import assert_imports_without_tensorflow
 from tests.reader_fixtures import write
 from trainer import context
 from trainer import conll_reader
@@ -147,11 +145,7 @@ def test_bad_settings_name_the_flag(pieces, scope, message):
 
 
 def test_importing_context_leaves_tensorflow_out():
-  code = ("import sys; import trainer.context; "
-          "print('tensorflow' in sys.modules)")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=True)
-  assert result.stdout.strip() == "False"
+  assert_imports_without_tensorflow("trainer.context")
 
 
 def test_describe_counts_documents_and_flags_unmarked_files():

@@ -1,11 +1,10 @@
 """Tests for serving.demo_page: the template and its inline script."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from serving import demo_page
 
 ARGS = {"model": "ner", "version": "version 3", "notice": "",
@@ -74,9 +73,4 @@ def test_script_colors_and_element_ids():
 
 
 def test_demo_page_does_not_import_tensorflow():
-  code = ("import sys\nfrom serving import demo_page\n"
-          "print('tensorflow' in sys.modules)\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, check=False)
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.strip() == "False"
+  assert_imports_without_tensorflow("serving.demo_page")

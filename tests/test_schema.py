@@ -1,10 +1,9 @@
 """Tests for trainer.schema: piece predicates and the name tables."""
 
-import subprocess
-import sys
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from trainer import schema
 
 
@@ -55,9 +54,4 @@ def test_special_tokens_and_signatures():
 
 
 def test_schema_does_not_import_tensorflow():
-  code = ("import sys\nfrom trainer import schema\n"
-          "print('tensorflow' in sys.modules)\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, check=False)
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.strip() == "False"
+  assert_imports_without_tensorflow("trainer.schema")
