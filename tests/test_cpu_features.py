@@ -1,10 +1,9 @@
 """Tests for trainer.cpu_features (pure Python, fake /proc/cpuinfo texts)."""
 
-import subprocess
-import sys
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from trainer import cpu_features
 
 SAPPHIRE_RAPIDS = """\
@@ -107,11 +106,7 @@ def test_bf16_rewrite_environment_keeps_softmax_float32():
 
 
 def test_does_not_import_tensorflow():
-  code = ("import sys; import trainer.cpu_features; "
-          "print('tensorflow' in sys.modules)")
-  output = subprocess.run([sys.executable, "-c", code], check=True,
-                          capture_output=True, text=True)
-  assert output.stdout.strip() == "False"
+  assert_imports_without_tensorflow("trainer.cpu_features")
 
 
 def _validate_bf16(monkeypatch, cpuinfo, onednn=True, **fields):

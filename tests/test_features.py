@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from trainer import features
 from trainer import schema
 from trainer import tokenization
@@ -132,11 +133,7 @@ def test_as_dict_uses_schema_names(tokenizer):
 
 
 def test_features_module_does_not_import_tensorflow():
-  import subprocess
-  import sys
-  code = ("import sys, trainer.features, trainer.predictions; "
-          "sys.exit('tensorflow' in sys.modules)")
-  assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+  assert_imports_without_tensorflow("trainer.features, trainer.predictions")
 
 
 @pytest.mark.parametrize("histogram, buckets, expected", [

@@ -3,15 +3,13 @@
 Pure NumPy: the checkpoint round trip is in test_convert_checkpoint.py.
 """
 
-import subprocess
-import sys
 
 import ml_dtypes
 import numpy as np
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from tests import hf_fixtures
-from tests.reader_fixtures import REPO_ROOT
 from trainer import hf_weights
 from trainer.hf_weights import WeightSpec
 
@@ -130,8 +128,4 @@ def test_map_weights_missing_and_unknown():
 
 
 def test_hf_weights_does_not_import_tensorflow():
-  code = ("import trainer.hf_weights, trainer.hf_model_files, sys; "
-          "assert 'tensorflow' not in sys.modules")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=False)
-  assert result.returncode == 0, result.stderr
+  assert_imports_without_tensorflow("trainer.hf_weights, trainer.hf_model_files")

@@ -5,11 +5,10 @@ Each format's reader has its own test file (test_conll_reader.py, ...).
 
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import REPO_ROOT
 from tests.reader_fixtures import write
@@ -150,16 +149,12 @@ def test_old_names_are_still_importable_from_readers():
 
 
 def test_pure_modules_do_not_import_tensorflow():
-  code = ("import trainer.readers, trainer.reader_common, "
-          "trainer.conll_reader, trainer.parallel_reader, "
-          "trainer.jsonl_reader, trainer.text_reader, trainer.word_splitting, "
-          "trainer.data_files, trainer.data_checks, trainer.data_warnings, "
-          "trainer.tag_schemes, trainer.labels, trainer.metrics, "
-          "trainer.schema, sys; "
-          "assert 'tensorflow' not in sys.modules")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=False)
-  assert result.returncode == 0, result.stderr
+  assert_imports_without_tensorflow(
+      "trainer.readers, trainer.reader_common, trainer.conll_reader, "
+      "trainer.parallel_reader, trainer.jsonl_reader, trainer.text_reader, "
+      "trainer.word_splitting, trainer.data_files, trainer.data_checks, "
+      "trainer.data_warnings, trainer.tag_schemes, trainer.labels, "
+      "trainer.metrics, trainer.schema")
 
 
 # --- real data --------------------------------------------------------

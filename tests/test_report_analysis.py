@@ -1,10 +1,9 @@
 """Tests for trainer.report_analysis: exact outcomes on hand-made sentences."""
 
-import subprocess
-import sys
 
 import pytest
 
+from tests.import_checks import assert_imports_without_tensorflow
 from trainer import metrics
 from trainer import report_analysis as ra
 from trainer.report_analysis import Outcome, Span
@@ -148,12 +147,6 @@ def test_read_key_values_and_eval_results_metrics():
 
 
 def test_report_modules_do_not_import_tensorflow():
-  code = ("import sys\n"
-          "from trainer import report, report_analysis, report_html, "
-          "report_plots, report_curves, report_assets\n"
-          "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-          "print('ok')\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                          text=True, check=False)
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.strip() == "ok"
+  assert_imports_without_tensorflow(
+      "trainer.report, trainer.report_analysis, trainer.report_html, "
+      "trainer.report_plots, trainer.report_curves, trainer.report_assets")
