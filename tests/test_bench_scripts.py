@@ -151,20 +151,13 @@ _SENTENCES = [(["EU", "rejects", "German", "call", "."],
 
 def _tiny_checkpoint_and_data(tmp_path):
   """A Google-layout tiny BERT checkpoint and a CoNLL folder."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer.tf_compat import modeling  # pylint: disable=g-import-not-at-top
+  from tests.tiny_bert import save_random_bert  # pylint: disable=g-import-not-at-top
   checkpoint_dir = tmp_path / "ckpt"
   checkpoint_dir.mkdir()
   (checkpoint_dir / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
   config = dict(_TINY_BERT, vocab_size=len(_VOCAB))
   (checkpoint_dir / "bert_config.json").write_text(json.dumps(config))
-  with tf.Graph().as_default():
-    ids = tf.compat.v1.placeholder(tf.int32, [None, None])
-    modeling.BertModel(modeling.BertConfig.from_dict(config), False, ids)
-    with tf.compat.v1.Session() as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      tf.compat.v1.train.Saver().save(
-          session, str(checkpoint_dir / "bert_model.ckpt"))
+  save_random_bert(str(checkpoint_dir / "bert_model.ckpt"), config)
   data_dir = tmp_path / "data"
   data_dir.mkdir()
   for split in ("train", "test"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_frozen_recipe
-from tests.test_frozen_recipe import frozen  # noqa: F401  pylint: disable=unused-import
-from tests.test_train_lib import workspace  # noqa: F401  pylint: disable=unused-import
+from tests.tiny_bert import checkpoint_variables
+from tests.tiny_bert import frozen_config
+from tests.tiny_bert import save_random_bert
 from trainer import config as config_lib
 from trainer import encoder_cache
 from trainer import features
@@ -55,13 +55,7 @@ WORDS = [3, 1, 1, 0, 5, 1, 2]
 def files(tmp_path_factory):
   """A tiny 2-layer BERT checkpoint, its config and a feature file."""
   folder = tmp_path_factory.mktemp("cache")
-  prefix = str(folder / "bert_model.ckpt")
-  with tf.Graph().as_default():
-    ids = tf1.placeholder(tf.int32, [None, None])
-    modeling.BertModel(modeling.BertConfig(**TINY_BERT), False, ids)
-    with tf1.Session() as session:
-      session.run(tf1.global_variables_initializer())
-      tf1.train.Saver().save(session, prefix)
+  prefix = save_random_bert(str(folder / "bert_model.ckpt"), TINY_BERT)
   bert_config_file = folder / "bert_config.json"
   bert_config_file.write_text(json.dumps(TINY_BERT))
   features_path = str(folder / "train-0123456789abcdef.tfrecord")
@@ -346,12 +340,12 @@ def test_runs_sharing_a_cache_dir_reuse_it_and_train_alike(frozen, caplog):  # p
   finals, summaries, logs = {}, {}, {}
   for name in ("first", "second"):
     caplog.clear()
-    config = test_frozen_recipe._config(  # pylint: disable=protected-access
+    config = frozen_config(
         frozen, name, head="bilstm_crf", bert_layers=[0, 1],
         num_train_steps=4, bert_feature_cache_dir=shared)
     summaries[name] = train_lib.run(config)["bert_feature_cache"]
     logs[name] = caplog.text
-    finals[name] = test_frozen_recipe._variables(  # pylint: disable=protected-access
+    finals[name] = checkpoint_variables(
         tf.train.latest_checkpoint(config.output_dir))
     # Nothing of the shared cache under the run's own cache folder.
     assert glob.glob(os.path.join(config.output_dir, "cache",

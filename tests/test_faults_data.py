@@ -12,10 +12,9 @@ import os
 import pytest
 import tensorflow as tf
 
-from tests.test_train_lib import DEV
-from tests.test_train_lib import _config
-from tests.test_train_lib import _write
-from tests.test_train_lib import workspace  # noqa: F401  (pytest fixture)
+from tests.pipeline_fixtures import DEV
+from tests.tiny_bert import make_config
+from tests.tiny_bert import write_text
 from trainer import schema
 from trainer import train_lib
 from trainer.errors import UserError
@@ -28,13 +27,13 @@ NESTED = [
 
 
 def _jsonl(path, records):
-  return _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+  return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                               for r in records))
 
 
 def test_nested_spans_train_and_every_dropped_span_is_listed(workspace):
   train = _jsonl(workspace["tmp"] / "train.json", NESTED)
-  config = _config(workspace, data_dir=None, train_file=train,
+  config = make_config(workspace, data_dir=None, train_file=train,
                    do_train=True, num_train_steps=1)
   train_lib.run(config)
   path = os.path.join(config.output_dir, schema.DATA_WARNINGS_FILENAME)
@@ -52,7 +51,7 @@ def test_nested_spans_train_and_every_dropped_span_is_listed(workspace):
 
 def test_overlapping_spans_error_stops_before_training(workspace):
   train = _jsonl(workspace["tmp"] / "train.json", NESTED)
-  config = _config(workspace, data_dir=None, train_file=train,
+  config = make_config(workspace, data_dir=None, train_file=train,
                    do_train=True, overlapping_spans="error")
   with pytest.raises(ValueError, match=f"{train}:1"):
     train_lib.run(config)
@@ -60,13 +59,13 @@ def test_overlapping_spans_error_stops_before_training(workspace):
 
 
 def test_unknown_overlapping_spans_value_is_a_config_error(workspace):
-  config = _config(workspace, do_train=True, overlapping_spans="merge")
+  config = make_config(workspace, do_train=True, overlapping_spans="merge")
   with pytest.raises(UserError, match="--overlapping_spans='merge'"):
     config.validate()
 
 
 def test_unlabelled_predict_file_is_text_without_metrics(workspace, caplog):
-  config = _config(workspace, do_train=True, do_predict=True,
+  config = make_config(workspace, do_train=True, do_predict=True,
                    num_train_steps=1)
   train_lib.run(config)
   results = os.path.join(config.output_dir, schema.PREDICT_RESULTS_FILENAME)
@@ -74,7 +73,7 @@ def test_unlabelled_predict_file_is_text_without_metrics(workspace, caplog):
 
   unlabelled = _jsonl(workspace["tmp"] / "test.json",
                       [{"text": "John lives in Paris"}, {"text": "UN met"}])
-  config = _config(workspace, do_predict=True, predict_file=unlabelled,
+  config = make_config(workspace, do_predict=True, predict_file=unlabelled,
                    data_format="jsonl")
   with caplog.at_level(logging.INFO):
     summary = train_lib.run(config)
@@ -86,9 +85,9 @@ def test_unlabelled_predict_file_is_text_without_metrics(workspace, caplog):
 
 
 def test_bad_dev_tag_is_reported_before_the_first_step(workspace):
-  _write(workspace["tmp"] / "data" / "dev.txt",
+  write_text(workspace["tmp"] / "data" / "dev.txt",
          "John B-PER\nlives X-MISC\nin O\nParis B-LOC\n")
-  config = _config(workspace, do_train=True, do_eval=True)
+  config = make_config(workspace, do_train=True, do_eval=True)
   dev = os.path.join(workspace["data_dir"], "dev.txt")
   with pytest.raises(ValueError, match=f"{dev}:2.*X-MISC"):
     train_lib.run(config)
@@ -97,9 +96,9 @@ def test_bad_dev_tag_is_reported_before_the_first_step(workspace):
 
 
 def test_dev_tag_unknown_to_training_is_reported_before_training(workspace):
-  _write(workspace["tmp"] / "data" / "dev.txt",
+  write_text(workspace["tmp"] / "data" / "dev.txt",
          DEV.replace("Paris B-LOC", "Paris B-GPE"))
-  config = _config(workspace, do_train=True, do_eval=True)
+  config = make_config(workspace, do_train=True, do_eval=True)
   with pytest.raises(ValueError, match="B-GPE"):
     train_lib.run(config)
   assert tf.train.latest_checkpoint(config.output_dir) is None
@@ -107,7 +106,7 @@ def test_dev_tag_unknown_to_training_is_reported_before_training(workspace):
 
 def test_missing_split_lists_the_folder(workspace):
   os.remove(os.path.join(workspace["data_dir"], "dev.txt"))
-  config = _config(workspace, do_train=True, do_eval=True)
+  config = make_config(workspace, do_train=True, do_eval=True)
   with pytest.raises(UserError) as error:
     train_lib.run(config)
   assert "train.txt" in str(error.value) and "test.txt" in str(error.value)
@@ -119,12 +118,12 @@ def test_rerun_on_new_data_warns_about_unknown_tokens(tmp_path, caplog):
   data = tmp_path / "data"
   data.mkdir()
   for name in ("train.txt", "dev.txt"):
-    _write(data / name, "张 B-PER\n三 I-PER\n在 O\n\n")
+    write_text(data / name, "张 B-PER\n三 I-PER\n在 O\n\n")
   settings = dict(data_dir=str(data), output_dir=str(tmp_path / "out"),
                   do_train=True, num_train_steps=1, max_seq_length=16,
                   doc_stride=4, train_batch_size=2, eval_batch_size=2)
   train_lib.run(train_lib.NerConfig(**settings))
-  _write(data / "train.txt", "李 B-PER\n四 I-PER\n在 O\n\n张 B-PER\n\n")
+  write_text(data / "train.txt", "李 B-PER\n四 I-PER\n在 O\n\n张 B-PER\n\n")
   with caplog.at_level(logging.WARNING):
     train_lib.run(train_lib.NerConfig(**dict(settings, num_train_steps=2)))
   warnings = [r.getMessage() for r in caplog.records

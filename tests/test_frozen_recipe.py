@@ -1,7 +1,7 @@
 """The frozen-encoder recipe end to end: layers, feature cache, defaults.
 
-Tiny 2-layer BERT checkpoints, a few steps each (see tests/test_train_lib.py
-for the workspace).
+Tiny 2-layer BERT checkpoints, a few steps each (the `frozen` fixture
+of tests/tiny_bert.py).
 """
 
 import glob
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_train_lib
 from tests.pipeline_fixtures import assert_served_like_predict
-from tests.test_train_lib import workspace  # noqa: F401  pylint: disable=unused-import
+from tests.tiny_bert import checkpoint_variables
+from tests.tiny_bert import frozen_config
 from trainer import cli
 from trainer import config as config_lib
 from trainer import estimator_lib
@@ -27,32 +27,6 @@ from trainer.errors import UserError
 
 tf1 = tf.compat.v1
 FLAGS = flags.FLAGS
-
-
-def _bert_config(workspace, dropout):
-  path = workspace["tmp"] / f"bert_config_{dropout}.json"
-  path.write_text(json.dumps(dict(
-      test_train_lib.TINY_CONFIG, vocab_size=len(test_train_lib.VOCAB),
-      num_hidden_layers=2, hidden_dropout_prob=dropout,
-      attention_probs_dropout_prob=dropout)))
-  return str(path)
-
-
-@pytest.fixture()
-def frozen(workspace):  # pylint: disable=redefined-outer-name
-  """Workspace with a 2-layer BERT checkpoint and a no-dropout config."""
-  workspace["bert_config_file"] = _bert_config(workspace, 0.1)
-  workspace["no_dropout_config"] = _bert_config(workspace, 0.0)
-  workspace["checkpoint"] = test_train_lib._write_tiny_checkpoint(workspace)
-  return workspace
-
-
-def _config(workspace, name, **overrides):
-  settings = dict(output_dir=str(workspace["tmp"] / name),
-                  init_checkpoint=workspace["checkpoint"], freeze_bert=True,
-                  lstm_units=8, do_train=True)
-  settings.update(overrides)
-  return test_train_lib._config(workspace, **settings)
 
 
 @pytest.fixture()
@@ -78,13 +52,13 @@ def test_cached_losses_equal_the_frozen_encoder_without_dropout(
                   bert_layers=layers, layer_combination=combination,
                   head_dropout=0.0, num_train_steps=4, learning_rate=1e-3,
                   save_checkpoints_steps=1, keep_checkpoint_max=10)
-  encoder = _config(frozen, "encoder", cache_bert_features=False, **settings)
+  encoder = frozen_config(frozen, "encoder", cache_bert_features=False, **settings)
   summary = train_lib.run(encoder)
   assert "bert_feature_cache" not in summary
   through_encoder = list(losses)
   # The cached run starts from the same step-0 checkpoint (same head
   # initialisation; the graphs differ, so seeded initialisers would not).
-  cached = _config(frozen, "cached", **settings)
+  cached = frozen_config(frozen, "cached", **settings)
   os.makedirs(cached.output_dir)
   for path in glob.glob(os.path.join(encoder.output_dir, "model.ckpt-0.*")):
     shutil.copy(path, cached.output_dir)
@@ -100,20 +74,16 @@ def test_cached_losses_equal_the_frozen_encoder_without_dropout(
   np.testing.assert_allclose(losses, through_encoder, rtol=0, atol=1e-4)
 
 
-def _variables(checkpoint):
-  return test_train_lib._variables(checkpoint)
-
-
 def test_cached_training_keeps_bert_and_serves_like_predict(frozen):
-  config = _config(frozen, "out", head="crf", bert_layers=[-2, -1],
+  config = frozen_config(frozen, "out", head="crf", bert_layers=[-2, -1],
                    layer_combination="scalar_mix", do_predict=True,
                    do_export=True, num_train_steps=8,
                    save_checkpoints_steps=1, keep_checkpoint_max=20)
   summary = train_lib.run(config)
   assert summary["bert_feature_cache"]["windows"] == 7
-  initial = _variables(frozen["checkpoint"])
-  final = _variables(tf.train.latest_checkpoint(config.output_dir))
-  start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
+  initial = checkpoint_variables(frozen["checkpoint"])
+  final = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
+  start = checkpoint_variables(os.path.join(config.output_dir, "model.ckpt-0"))
   bert_names = [name for name in initial if name.startswith("bert/")]
   assert len(bert_names) == 39  # 5 embeddings + 2 x 16 + 2 pooler
   for name in bert_names:
@@ -144,14 +114,14 @@ def test_disk_cache_trains_like_memory_and_reruns_reuse_it(frozen, caplog):
   caplog.set_level("INFO", logger="absl")
   finals = {}
   for name, gigabytes in (("memory", 4.0), ("disk", 1e-12)):
-    config = _config(frozen, name, head="bilstm_crf", bert_layers=[0, 1],
+    config = frozen_config(frozen, name, head="bilstm_crf", bert_layers=[0, 1],
                      num_train_steps=5, bert_feature_cache_gb=gigabytes)
     summary = train_lib.run(config)
     cache = summary["bert_feature_cache"]
     assert cache["in_memory"] == (name == "memory")
     assert cache["bytes"] == 50 * 2 * 32 * 2  # words x layers x H x float16
     assert not cache["reused"]
-    finals[name] = _variables(tf.train.latest_checkpoint(config.output_dir))
+    finals[name] = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
   assert "read from memory" in caplog.text and "read from disk" in caplog.text
   assert "without dropout" in caplog.text
   heads = [name for name in finals["memory"] if name.startswith("ner_head/")]
@@ -181,7 +151,7 @@ def test_disk_cache_trains_like_memory_and_reruns_reuse_it(frozen, caplog):
 @pytest.mark.slow  # end to end, tens of seconds
 def test_changed_bert_in_output_dir_turns_the_cache_off(frozen, caplog):
   caplog.set_level("INFO", logger="absl")
-  config = _config(frozen, "out", freeze_bert=False, num_train_steps=2)
+  config = frozen_config(frozen, "out", freeze_bert=False, num_train_steps=2)
   train_lib.run(config)
   config.freeze_bert, config.num_train_steps = True, 4
   summary = train_lib.run(config)
@@ -192,7 +162,7 @@ def test_changed_bert_in_output_dir_turns_the_cache_off(frozen, caplog):
 
 def test_config_checks_layers_combination_and_budget(frozen):
   def check(**overrides):
-    _config(frozen, "out", **overrides).validate()
+    frozen_config(frozen, "out", **overrides).validate()
 
   check(bert_layers=[0, -1], layer_combination="mean")
   with pytest.raises(UserError, match=r"^--bert_layers=-3: the encoder has 2 "
@@ -218,7 +188,7 @@ def test_head_config_carries_the_layers():
 
 
 def test_frozen_defaults_fill_only_unset_settings(frozen):
-  config = _config(frozen, "out")
+  config = frozen_config(frozen, "out")
   applied = config_lib.apply_frozen_defaults(config,
                                              lambda name: name == "head")
   # The 2-layer model has no layers -4 and -3.
@@ -227,7 +197,7 @@ def test_frozen_defaults_fill_only_unset_settings(frozen):
                      "num_train_epochs": 10.0}
   assert (config.bert_layers, config.head, config.lstm_layers) == (
       [-2, -1], "softmax", 1)
-  unfrozen = _config(frozen, "out", freeze_bert=False)
+  unfrozen = frozen_config(frozen, "out", freeze_bert=False)
   assert config_lib.apply_frozen_defaults(unfrozen, lambda name: False) == {}
   assert unfrozen.bert_layers == [-1] and unfrozen.head == "softmax"
 

@@ -10,9 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tests.test_tf_compat import google_variable_names
-from tests.test_train_lib import _config as train_config
-from tests.test_train_lib import _no_dropout_bert_config
-from tests.test_train_lib import workspace  # noqa: F401  (a fixture)
+from tests.tiny_bert import make_config as train_config
+from tests.tiny_bert import no_dropout_bert_config
 from trainer import cpu_features
 from trainer import fused_ops
 from trainer import train_lib
@@ -239,7 +238,7 @@ def test_run_trains_fused_and_predicts_unfused_from_its_checkpoint(
     workspace, restore_fused_state):
   # The default run builds the fused forms; its checkpoint restores into
   # bert.modeling's own ops (same names and shapes) with the same tags.
-  settings = dict(bert_config_file=str(_no_dropout_bert_config(workspace)),
+  settings = dict(bert_config_file=str(no_dropout_bert_config(workspace)),
                   num_train_steps=4)
   fused = train_lib.run(train_config(workspace, do_train=True,
                                      do_predict=True, **settings))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.tiny_bert import save_random_bert
 from trainer import hooks
 from trainer import metrics
 from trainer import model
@@ -22,14 +23,8 @@ TINY_BERT = dict(vocab_size=20, hidden_size=32, num_hidden_layers=1,
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
   """A 'pre-trained' tiny BERT checkpoint (Google's layout) and its values."""
-  prefix = str(tmp_path_factory.mktemp("ckpt") / "bert_model.ckpt")
-  with tf.Graph().as_default():
-    ids = tf1.placeholder(tf.int32, [None, None])
-    modeling.BertModel(modeling.BertConfig(**TINY_BERT), False, ids)
-    with tf1.Session() as session:
-      session.run(tf1.global_variables_initializer())
-      tf1.train.Saver().save(session, prefix)
-  return prefix
+  return save_random_bert(
+      str(tmp_path_factory.mktemp("ckpt") / "bert_model.ckpt"), TINY_BERT)
 
 
 def _bert_and_head():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_train_lib
+from tests.tiny_bert import write_workspace
 from trainer import train_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,15 +24,9 @@ def _free_port():
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_two_workers_train_and_chief_evaluates(tmp_path):
-  vocab = tmp_path / "vocab.txt"
-  vocab.write_text("".join(v + "\n" for v in test_train_lib.VOCAB))
-  bert_config = tmp_path / "bert_config.json"
-  bert_config.write_text(json.dumps(dict(
-      test_train_lib.TINY_CONFIG, vocab_size=len(test_train_lib.VOCAB))))
-  data_dir = tmp_path / "data"
-  data_dir.mkdir()
-  (data_dir / "train.txt").write_text(test_train_lib.TRAIN, encoding="utf-8")
-  (data_dir / "dev.txt").write_text(test_train_lib.DEV, encoding="utf-8")
+  files = write_workspace(tmp_path)
+  vocab, bert_config = files["vocab_file"], files["bert_config_file"]
+  data_dir = files["data_dir"]
   flags = [f"--data_dir={data_dir}", f"--bert_config_file={bert_config}",
            f"--vocab_file={vocab}", "--max_seq_length=10", "--doc_stride=3",
            "--train_batch_size=4", "--num_train_steps=4",

@@ -1,6 +1,5 @@
 """A killed training job, rerun with the same command, resumes and finishes."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from tests import test_train_lib
+from tests.tiny_bert import write_workspace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,13 +21,9 @@ def _latest_step(output_dir):
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path):
-  vocab = tmp_path / "vocab.txt"
-  vocab.write_text("".join(v + "\n" for v in test_train_lib.VOCAB))
-  config = tmp_path / "bert_config.json"
-  config.write_text(json.dumps(dict(test_train_lib.TINY_CONFIG,
-                                    vocab_size=len(test_train_lib.VOCAB))))
-  train = tmp_path / "train.txt"
-  train.write_text(test_train_lib.TRAIN, encoding="utf-8")
+  files = write_workspace(tmp_path)
+  vocab, config = files["vocab_file"], files["bert_config_file"]
+  train = os.path.join(files["data_dir"], "train.txt")
   output_dir = tmp_path / "out"
   command = [sys.executable, "-m", "trainer.task", "--do_train",
              f"--train_file={train}", f"--bert_config_file={config}",

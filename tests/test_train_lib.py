@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.pipeline_fixtures import DEV
-from tests.pipeline_fixtures import TRAIN
 from tests.pipeline_fixtures import assert_served_like_predict
+from tests.tiny_bert import checkpoint_variables
+from tests.tiny_bert import make_config
+from tests.tiny_bert import no_dropout_bert_config
+from tests.tiny_bert import write_tiny_checkpoint
 from trainer import estimator_lib
 from trainer import features
 from trainer import input_pipeline
@@ -20,81 +22,9 @@ from trainer import train_lib
 from trainer.errors import UserError
 from trainer.tf_compat import modeling
 
-TINY_CONFIG = {
-    "vocab_size": 0,  # set from the vocab
-    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-    "intermediate_size": 37, "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 64, "type_vocab_size": 2,
-    "initializer_range": 0.02,
-}
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in",
-         "new", "york", "city", "mary", "went", "to", "paris", "the", "un",
-         "met", "##s", "."]
-
-
-def _write(path, text):
-  path.write_text(text, encoding="utf-8")
-  return str(path)
-
-
-@pytest.fixture()
-def workspace(tmp_path):
-  vocab = _write(tmp_path / "vocab.txt", "".join(v + "\n" for v in VOCAB))
-  bert_config = _write(tmp_path / "bert_config.json", json.dumps(
-      dict(TINY_CONFIG, vocab_size=len(VOCAB))))
-  data_dir = tmp_path / "data"
-  data_dir.mkdir()
-  _write(data_dir / "train.txt", TRAIN)
-  _write(data_dir / "dev.txt", DEV)
-  _write(data_dir / "test.txt", TRAIN)
-  return {"vocab_file": vocab, "bert_config_file": bert_config,
-          "data_dir": str(data_dir), "tmp": tmp_path}
-
-
-def _config(workspace, **overrides):
-  settings = dict(
-      output_dir=str(workspace["tmp"] / "out"),
-      data_dir=workspace["data_dir"],
-      bert_config_file=workspace["bert_config_file"],
-      vocab_file=workspace["vocab_file"],
-      max_seq_length=10, doc_stride=3, train_batch_size=2, eval_batch_size=2,
-      predict_batch_size=3, learning_rate=1e-2, num_train_steps=3,
-      save_checkpoints_steps=100, seed=1)
-  settings.update(overrides)
-  return train_lib.NerConfig(**settings)
-
-
-def _no_dropout_bert_config(workspace):
-  """The tiny config without dropout, for runs that must match exactly."""
-  path = workspace["tmp"] / "bert_config_nodrop.json"
-  path.write_text(json.dumps(dict(
-      TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
-      attention_probs_dropout_prob=0.0)))
-  return path
-
-
-def _write_tiny_checkpoint(workspace):
-  """A 'pre-trained' BERT checkpoint with random weights, as Google's layout."""
-  prefix = str(workspace["tmp"] / "ckpt" / "bert_model.ckpt")
-  bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
-  with tf.Graph().as_default():
-    ids = tf.compat.v1.placeholder(tf.int32, [None, None])
-    modeling.BertModel(bert_config, False, ids)
-    with tf.compat.v1.Session() as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      tf.compat.v1.train.Saver().save(session, prefix)
-  return prefix
-
-
-def _variables(checkpoint):
-  reader = tf.train.load_checkpoint(checkpoint)
-  return {name: reader.get_tensor(name)
-          for name, _ in tf.train.list_variables(checkpoint)}
-
 
 def test_train_eval_predict_export_and_serve(workspace):
-  config = _config(workspace, do_train=True, do_eval=True, do_predict=True,
+  config = make_config(workspace, do_train=True, do_eval=True, do_predict=True,
                    do_export=True)
   summary = train_lib.run(config)
   out = config.output_dir
@@ -166,7 +96,7 @@ def test_train_eval_predict_export_and_serve(workspace):
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_rerun_resumes_and_reuses_feature_cache(workspace, caplog):
-  config = _config(workspace, do_train=True, num_train_steps=2)
+  config = make_config(workspace, do_train=True, num_train_steps=2)
   train_lib.run(config)
   cache_dir = os.path.join(config.output_dir, "cache")
   cached = sorted(os.listdir(cache_dir))
@@ -187,14 +117,14 @@ def test_rerun_resumes_and_reuses_feature_cache(workspace, caplog):
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_freeze_bert_keeps_restored_variables_bit_identical(workspace, freeze):
-  checkpoint = _write_tiny_checkpoint(workspace)
-  config = _config(workspace, do_train=True, init_checkpoint=checkpoint,
+  checkpoint = write_tiny_checkpoint(workspace)
+  config = make_config(workspace, do_train=True, init_checkpoint=checkpoint,
                    freeze_bert=freeze, num_train_steps=3,
                    save_checkpoints_steps=1, keep_checkpoint_max=10)
   train_lib.run(config)
-  initial = _variables(checkpoint)
-  start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
-  final = _variables(tf.train.latest_checkpoint(config.output_dir))
+  initial = checkpoint_variables(checkpoint)
+  start = checkpoint_variables(os.path.join(config.output_dir, "model.ckpt-0"))
+  final = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
   bert_names = [name for name in initial if name.startswith("bert/")]
   assert len(bert_names) == 23  # 5 embeddings + 16 in the layer + 2 pooler
   for name in bert_names:
@@ -215,7 +145,7 @@ def test_freeze_bert_keeps_restored_variables_bit_identical(workspace, freeze):
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_eval_only_reuses_saved_labels(workspace):
-  config = _config(workspace, do_train=True, num_train_steps=1)
+  config = make_config(workspace, do_train=True, num_train_steps=1)
   train_lib.run(config)
   config.do_train, config.do_eval = False, True
   results = train_lib.run(config)["eval"]
@@ -226,14 +156,14 @@ def test_unknown_dev_label_names_file_and_flag(workspace):
   with open(os.path.join(workspace["data_dir"], "dev.txt"), "a",
             encoding="utf-8") as writer:
     writer.write("\nBerlin B-GPE\n")
-  config = _config(workspace, do_train=True, do_eval=True, num_train_steps=1)
+  config = make_config(workspace, do_train=True, do_eval=True, num_train_steps=1)
   with pytest.raises(ValueError, match=r"dev\.txt:\d+.*'B-GPE'.*--labels_file"):
     train_lib.run(config)
 
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
-  config = _config(workspace, do_train=True, num_train_steps=3,
+  config = make_config(workspace, do_train=True, num_train_steps=3,
                    bucket_boundaries=[7, 9])
   train_lib.run(config)
   results = {}
@@ -256,12 +186,12 @@ def test_bucketed_and_fixed_padding_give_the_same_predictions(workspace):
 @pytest.mark.parametrize("head", [
     "crf", pytest.param("bilstm_crf", marks=pytest.mark.slow)])
 def test_crf_heads_train_eval_predict(workspace, head):
-  config = _config(workspace, do_train=True, do_eval=True, do_predict=True,
+  config = make_config(workspace, do_train=True, do_eval=True, do_predict=True,
                    head=head, lstm_units=8, crf_constrain_bio=True,
                    num_train_steps=4)
   summary = train_lib.run(config)
   out = config.output_dir
-  final = _variables(tf.train.latest_checkpoint(out))
+  final = checkpoint_variables(tf.train.latest_checkpoint(out))
   assert final["ner_head/crf/transitions"].shape == (5, 5)
   if head == "bilstm_crf":
     assert any(name.startswith("ner_head/bilstm_0/") for name in final)
@@ -285,7 +215,7 @@ def test_crf_heads_train_eval_predict(workspace, head):
 def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
   from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
   from trainer import model_fn as model_fn_lib  # pylint: disable=import-outside-toplevel
-  checkpoint = _write_tiny_checkpoint(workspace)
+  checkpoint = write_tiny_checkpoint(workspace)
   bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
   labels = ["O", "B-LOC", "I-LOC"]
   for freeze, expect_bert_gradients in ((True, False), (False, True)):
@@ -306,10 +236,10 @@ def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
 
 
 def test_amp_and_xla_flags_build_and_train_on_cpu(workspace):
-  config = _config(workspace, do_train=True, use_amp=True, use_xla=True,
+  config = make_config(workspace, do_train=True, use_amp=True, use_xla=True,
                    num_train_steps=3)
   train_lib.run(config)
-  final = _variables(tf.train.latest_checkpoint(config.output_dir))
+  final = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
   # Finite gradients on every step: the scale has not been halved.
   assert final["loss_scale"] == 2.0 ** 15
   assert final["loss_scale_good_steps"] == 3
@@ -321,7 +251,7 @@ def test_amp_and_xla_flags_build_and_train_on_cpu(workspace):
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_periodic_eval_exports_best_checkpoint(workspace):
-  config = _config(workspace, do_train=True, do_eval=True, do_export=True,
+  config = make_config(workspace, do_train=True, do_eval=True, do_export=True,
                    num_train_steps=4, eval_every_steps=2,
                    save_checkpoints_steps=2)
   summary = train_lib.run(config)
@@ -339,25 +269,25 @@ def test_periodic_eval_exports_best_checkpoint(workspace):
 
 @pytest.mark.slow  # end to end, tens of seconds
 def test_crf_export_serves_viterbi_tags_equal_to_do_predict(workspace):
-  config = _config(workspace, do_train=True, do_predict=True, do_export=True,
+  config = make_config(workspace, do_train=True, do_predict=True, do_export=True,
                    head="crf", crf_constrain_bio=True, num_train_steps=6)
   summary = train_lib.run(config)
   assert_served_like_predict(summary, compare_entities=True)
 
 
 def test_gradient_accumulation_matches_large_batch(workspace):
-  config_path = _no_dropout_bert_config(workspace)
+  config_path = no_dropout_bert_config(workspace)
   finals = {}
   for name, accumulation in (("big_batch", 1), ("accumulated", 4)):
-    config = _config(workspace, output_dir=str(workspace["tmp"] / name),
+    config = make_config(workspace, output_dir=str(workspace["tmp"] / name),
                      bert_config_file=str(config_path), do_train=True,
                      train_batch_size=8, gradient_accumulation_steps=accumulation,
                      bucketing=False, head_dropout=0.0, num_train_steps=3,
                      learning_rate=1e-3, save_checkpoints_steps=1,
                      keep_checkpoint_max=10)
     train_lib.run(config)
-    finals[name] = _variables(tf.train.latest_checkpoint(config.output_dir))
-    start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
+    finals[name] = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
+    start = checkpoint_variables(os.path.join(config.output_dir, "model.ckpt-0"))
   assert finals["accumulated"]["global_step"] == 3
   assert finals["accumulated"]["gradient_accumulation_micro_step"] == 12
   for name in ("ner_head/output_weights", "bert/encoder/layer_0/output/dense/kernel"):
@@ -373,7 +303,7 @@ def test_gradient_accumulation_matches_large_batch(workspace):
 @pytest.mark.slow  # end to end, tens of seconds
 def test_output_dir_on_a_tf_filesystem(workspace):
   # ram:// stands in for gs://: every output path goes through tf.io.gfile.
-  config = _config(workspace, output_dir="ram://ner_test_output",
+  config = make_config(workspace, output_dir="ram://ner_test_output",
                    do_train=True, do_eval=True, do_predict=True,
                    num_train_steps=2)
   summary = train_lib.run(config)
@@ -397,10 +327,10 @@ train_lib.run(train_lib.NerConfig(**settings),
 def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
-  config_path = _no_dropout_bert_config(workspace)
+  config_path = no_dropout_bert_config(workspace)
   results = {}
   for name, devices in (("one", None), ("mirrored", ["/cpu:0", "/cpu:1"])):
-    config = _config(workspace, output_dir=str(workspace["tmp"] / name),
+    config = make_config(workspace, output_dir=str(workspace["tmp"] / name),
                      bert_config_file=str(config_path), do_train=True,
                      train_batch_size=4, bucketing=False, head_dropout=0.0,
                      num_train_steps=3, learning_rate=1e-3,
@@ -411,8 +341,8 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
                     json.dumps(devices)],
                    check=True, timeout=300, capture_output=True,
                    cwd=os.path.dirname(os.path.dirname(__file__)))
-    results[name] = _variables(tf.train.latest_checkpoint(config.output_dir))
-    start = _variables(os.path.join(config.output_dir, "model.ckpt-0"))
+    results[name] = checkpoint_variables(tf.train.latest_checkpoint(config.output_dir))
+    start = checkpoint_variables(os.path.join(config.output_dir, "model.ckpt-0"))
   assert results["mirrored"]["global_step"] == 3
   for name in ("ner_head/output_weights",
                "bert/encoder/layer_0/output/dense/kernel"):
@@ -429,8 +359,8 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(workspace):
 def test_tpu_estimator_path_without_tpu(workspace):
   # The TPUEstimator code path (fixed shapes, padded eval/predict batches,
   # TPUEstimatorSpec) with use_tpu=False, as on a machine without a TPU.
-  checkpoint = _write_tiny_checkpoint(workspace)
-  config = _config(workspace, init_checkpoint=checkpoint,
+  checkpoint = write_tiny_checkpoint(workspace)
+  config = make_config(workspace, init_checkpoint=checkpoint,
                    do_train=True, do_eval=True, do_predict=True,
                    do_export=True, eval_batch_size=4, predict_batch_size=4,
                    num_tpu_cores=1, iterations_per_loop=2, num_train_steps=4)
@@ -504,7 +434,7 @@ def test_full_disk_while_writing_features_is_a_user_error(workspace,
     raise tf.errors.ResourceExhaustedError(
         None, None, f"{path}.tmp-1; No space left on device")
   monkeypatch.setattr(input_pipeline, "write_features", full_disk)
-  config = _config(workspace, do_train=True)
+  config = make_config(workspace, do_train=True)
   with pytest.raises(UserError, match=(
       f"^{config.output_dir}/cache/train-[0-9a-f]{{16}}.tfrecord.tmp-1: no "
       f"space left on device \\(--output_dir={config.output_dir}\\)$")):
