@@ -2,10 +2,12 @@
 
     python bench/conll2003.py --modes full,frozen
     python bench/conll2003.py --modes frozen_rows     # issue 11's frozen table
+    python bench/conll2003.py --table_only  # rewrite conll2003.md from JSON
 
 For each mode it trains on the train split, evaluates on dev, predicts the
 test split, and reports dev and test entity P/R/F1 (overall and per type),
-training wall time, training sentences/s, seconds per epoch after the first
+training wall time, training sentences/s and word-pieces/s (context and
+[CLS]/[SEP] included, padding not), seconds per epoch after the first
 (`trainer.hooks.EpochTimingHook`), peak resident memory, and the BERT
 feature cache's build seconds and bytes (cached frozen modes). Each mode runs
 in a fresh process, so its peak memory is its own. Results go to
@@ -48,6 +50,7 @@ from trainer import train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
+TABLE_TITLE = "# CoNLL-2003, all-MiniLM-L6-v2 (converted), 2-core CPU\n\n"
 # The recipe of the PyTorch + HF Trainer reference (test F1 0.849).
 MODES = {
     "full": dict(freeze_bert=False, learning_rate=5e-5, num_train_epochs=3.0),
@@ -108,6 +111,9 @@ def define_flags():
   flags.DEFINE_float("num_train_epochs", None, "Override every mode's epochs.")
   flags.DEFINE_integer("num_train_steps", None,
                        "Override: train this many steps (smoke runs).")
+  flags.DEFINE_bool("table_only", False,
+                    "Train nothing: rewrite conll2003.md from the JSON results "
+                    "already in --results_dir.")
   flags.DEFINE_bool("fresh", True,
                     "Delete a mode's output folder first, so it trains from "
                     "scratch (a leftover checkpoint would skip training).")
@@ -162,6 +168,31 @@ def seconds_per_epoch_after_first(output_dir):
   return round(sum(later) / len(later), 2) if later else None
 
 
+def train_feature_sizes(output_dir):
+  """(windows, word-pieces) in one epoch of a run's training, or (None, None).
+
+  From the sidecars of the training feature files
+  (`<output_dir>/cache/train-*.tfrecord.json`, written by
+  `input_pipeline.write_features`): pieces count every position of every
+  window, [CLS], [SEP] and document context included, padding not.
+
+  Example: one sidecar {"num_windows": 3, "length_histogram": {"5": 2,
+  "7": 1}} -> (3, 17).
+  """
+  cache_dir = os.path.join(output_dir, "cache")
+  names = sorted(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else []
+  sidecars = []
+  for name in names:
+    if name.startswith("train-") and name.endswith(".tfrecord.json"):
+      with open(os.path.join(cache_dir, name), encoding="utf-8") as reader:
+        sidecars.append(json.load(reader))
+  if not sidecars:
+    return None, None
+  return (sum(meta["num_windows"] for meta in sidecars),
+          sum(int(length) * count for meta in sidecars
+              for length, count in meta["length_histogram"].items()))
+
+
 def run_mode(name, settings, checkpoint_dir, options):
   """Trains, evaluates and predicts one mode; returns the result dict.
 
@@ -200,6 +231,7 @@ def run_mode(name, settings, checkpoint_dir, options):
   dev, test = summary["eval"], summary["predict"]["metrics"]
   types = sorted(test["per_type"])
   batch = options["train_batch_size"]
+  windows, pieces = train_feature_sizes(output_dir)
   return {
       "mode": name,
       "settings": settings,
@@ -207,6 +239,10 @@ def run_mode(name, settings, checkpoint_dir, options):
       "train_batch_size": batch,
       "train_seconds": round(train_seconds, 1),
       "train_sentences_per_second": round(steps * batch / train_seconds, 1),
+      "train_pieces_per_epoch": pieces,
+      "train_pieces_per_second": (
+          round(pieces * steps * batch / windows / train_seconds, 1)
+          if pieces and windows else None),
       "seconds_per_epoch_after_first":
           seconds_per_epoch_after_first(output_dir),
       "peak_rss_bytes_train": peak_train,
@@ -239,21 +275,22 @@ def markdown(results):
   """Markdown table of all results in `results_dir`."""
   lines = ["| mode | settings | dev P | dev R | dev F1 | test P | test R | "
            "test F1 | test F1 per type | train time (s) | train sent/s | "
-           "s/epoch after 1st | peak RSS (MB) | cache build (s) | "
-           "cache (MB) |",
+           "train pieces/s | s/epoch after 1st | peak RSS (MB) | "
+           "cache build (s) | cache (MB) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
-           "--- | --- | --- | --- | --- |"]
+           "--- | --- | --- | --- | --- | --- |"]
   for r in results:
     per_type = ", ".join("%s %.3f" % (t, f) for t, f in
                          sorted(r["test"]["per_type_f1"].items()))
     cache_bytes = r.get("cache_bytes")
     lines.append(
         "| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %s | %.0f | "
-        "%.1f | %s | %s | %s | %s |" % (
+        "%.1f | %s | %s | %s | %s | %s |" % (
             r["mode"], json.dumps(r["settings"], sort_keys=True),
             r["dev"]["precision"], r["dev"]["recall"], r["dev"]["f1"],
             r["test"]["precision"], r["test"]["recall"], r["test"]["f1"],
             per_type, r["train_seconds"], r["train_sentences_per_second"],
+            _number(r.get("train_pieces_per_second"), "%.0f"),
             _number(r.get("seconds_per_epoch_after_first"), "%.1f"),
             _number(r.get("peak_rss_bytes") and r["peak_rss_bytes"] / 1e6,
                     "%.0f"),
@@ -265,6 +302,13 @@ def markdown(results):
 def main(argv):
   del argv
   os.makedirs(FLAGS.results_dir, exist_ok=True)
+  if not FLAGS.table_only:
+    run_modes()
+  print(write_table(FLAGS.results_dir))
+
+
+def run_modes():
+  """Runs every --modes entry; writes conll2003_<mode>.json for each."""
   checkpoint_dir = FLAGS.checkpoint_dir or minilm_checkpoint(FLAGS.work_dir)
   options = {key: FLAGS[key].value for key in (
       "work_dir", "data_dir", "max_seq_length", "train_batch_size",
@@ -279,18 +323,23 @@ def main(argv):
               "w", encoding="utf-8") as writer:
       json.dump(result, writer, indent=2)
     print(json.dumps(result, indent=2))
+
+
+def write_table(results_dir):
+  """Writes `markdown` of every conll2003_*.json in `results_dir` to
+  conll2003.md there (under its title line); returns the table."""
   results = []
-  for file_name in sorted(os.listdir(FLAGS.results_dir)):
+  for file_name in sorted(os.listdir(results_dir)):
     if file_name.startswith("conll2003_") and file_name.endswith(".json"):
-      with open(os.path.join(FLAGS.results_dir, file_name),
+      with open(os.path.join(results_dir, file_name),
                 encoding="utf-8") as reader:
         results.append(json.load(reader))
   table = markdown(results)
-  with open(os.path.join(FLAGS.results_dir, "conll2003.md"), "w",
+  with open(os.path.join(results_dir, "conll2003.md"), "w",
             encoding="utf-8") as writer:
-    writer.write("# CoNLL-2003, all-MiniLM-L6-v2 (converted), 2-core CPU\n\n")
+    writer.write(TABLE_TITLE)
     writer.write(table)
-  print(table)
+  return table
 
 
 if __name__ == "__main__":

@@ -216,3 +216,59 @@ def test_gpu_check_refuses_unknown_options_and_a_missing_gpu(tmp_path):
   no_gpu = _gpu_check(path=str(tools))
   assert no_gpu.returncode == 1
   assert "no GPU (nvidia-smi failed); use --dry_run on CPU" in no_gpu.stderr
+
+
+def test_conll_modes_inherit_from_the_longest_known_name():
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  assert conll2003.parse_mode("full") == ("full", conll2003.MODES["full"])
+  name, settings = conll2003.parse_mode(
+      'full-crf-ctx32:head="crf";context_pieces=32')
+  assert name == "full-crf-ctx32"
+  assert settings == {"freeze_bert": False, "learning_rate": 5e-5,
+                      "num_train_epochs": 3.0, "head": "crf",
+                      "context_pieces": 32}
+  name, settings = conll2003.parse_mode(
+      "frozen-last4concat-bilstm_crf-lstm1:lstm_layers=1")
+  assert settings["bert_layers"] == [-4, -3, -2, -1]
+  assert settings["lstm_layers"] == 1
+  with pytest.raises(ValueError, match="Unknown mode 'fast'"):
+    conll2003.parse_mode("fast")
+
+
+def test_conll_train_feature_sizes_sum_the_train_sidecars(tmp_path):
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  assert conll2003.train_feature_sizes(str(tmp_path)) == (None, None)
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  sidecars = {"train-aa.tfrecord.json": {"5": 2, "7": 1},
+              "train-bb.tfrecord.json": {"3": 4},
+              "dev-cc.tfrecord.json": {"9": 100}}  # not training: ignored
+  for name, histogram in sidecars.items():
+    (cache / name).write_text(json.dumps(
+        {"num_windows": sum(histogram.values()),
+         "length_histogram": histogram}))
+  assert conll2003.train_feature_sizes(str(tmp_path)) == (7, 5 * 2 + 7 + 12)
+
+
+def test_conll_table_only_rewrites_the_markdown_from_json(tmp_path):
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  scores = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3,
+            "per_type_f1": {"PER": 0.4, "LOC": 0.2}}
+  base = dict(settings={"head": "crf"}, dev=scores, test=scores,
+              train_seconds=100.0, train_sentences_per_second=42.0)
+  (tmp_path / "conll2003_b.json").write_text(json.dumps(dict(
+      base, mode="b", train_pieces_per_second=1234.4,
+      seconds_per_epoch_after_first=30.0)))
+  (tmp_path / "conll2003_a.json").write_text(json.dumps(dict(base, mode="a")))
+  (tmp_path / "other.json").write_text("not a result")
+  table = conll2003.write_table(str(tmp_path))
+  rows = table.splitlines()
+  assert len(rows) == 4 and rows[0].count("|") == 17
+  assert "| train pieces/s |" in rows[0]
+  cells = [cell.strip() for cell in rows[2].split("|")[1:-1]]
+  assert cells == ["a", '{"head": "crf"}', "0.5000", "0.2500", "0.3333",
+                   "0.5000", "0.2500", "0.3333", "LOC 0.200, PER 0.400",
+                   "100", "42.0", "-", "-", "-", "-", "-"]
+  assert rows[3].split("|")[12:14] == [" 1234 ", " 30.0 "]
+  assert (tmp_path / "conll2003.md").read_text() == (
+      conll2003.TABLE_TITLE + table)
