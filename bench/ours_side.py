@@ -94,15 +94,11 @@ def train(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _mean_pieces(spec: Dict[str, Any]) -> float:
-  """Mean word-pieces per training sentence, [CLS] and [SEP] included."""
-  from trainer import tokenization
-  tokenizer = tokenization.NerTokenizer(
-      os.path.join(spec["checkpoint_dir"], "vocab.txt"), True)
-  words, _ = vs_pytorch.read_conll(spec["train_file"])
-  pieces = [min(MAX_SEQ_LENGTH, 2 + sum(len(tokenizer.tokenize_word(w))
-                                        for w in sentence))
-            for sentence in words]
-  return sum(pieces) / len(pieces)
+  """Mean word-pieces per training window, [CLS], [SEP] and any document
+  context included (from the run's feature sidecars)."""
+  from bench import conll2003
+  windows, pieces = conll2003.train_feature_sizes(spec["output_dir"])
+  return pieces / windows
 
 
 def predict(spec: Dict[str, Any]) -> Dict[str, Any]:
