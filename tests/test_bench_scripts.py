@@ -272,3 +272,35 @@ def test_conll_table_only_rewrites_the_markdown_from_json(tmp_path):
   assert rows[3].split("|")[12:14] == [" 1234 ", " 30.0 "]
   assert (tmp_path / "conll2003.md").read_text() == (
       conll2003.TABLE_TITLE + table)
+
+
+def test_padding_layouts_parse_and_refuse_bad_entries():
+  from bench import padding  # pylint: disable=g-import-not-at-top
+  assert padding.parse_layouts("a:8:8,b:32:2") == [("a", 8, 8), ("b", 32, 2)]
+  with pytest.raises(ValueError, match="'b:32' is not NAME:NUM_BUCKETS"):
+    padding.parse_layouts("a:8:8,b:32")
+
+
+def test_padding_counts_one_epoch_of_real_batches(tmp_path):
+  from bench import padding  # pylint: disable=g-import-not-at-top
+  data = tmp_path / "train.txt"
+  # Windows of 2 + words pieces: lengths 3 (x4), 5 (x2) and 9 (x2).
+  sentences = [["eu"]] * 4 + [["eu", "call", "."]] * 2 + [["peter"] * 7] * 2
+  vs_pytorch.write_conll(str(data), sentences,
+                         [["O"] * len(words) for words in sentences])
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "eu",
+                              "call", ".", "peter"]) + "\n")
+  result = padding.main([
+      "--data_file", str(data), "--vocab_file", str(vocab), "--batch_size",
+      "2", "--layouts", "one:1:1,exact:3:1", "--results_dir",
+      str(tmp_path / "out")])
+  one, exact = result["rows"]
+  assert result["windows"] == 8
+  # One bucket: every batch padded to its longest, which the shuffle
+  # decides; three exact buckets: no padding at all.
+  assert one["boundaries"] == [] and 0 < one["measured_padding"] <= 1 - 34 / 72
+  assert exact["boundaries"] == [4, 6] and exact["measured_padding"] == 0.0
+  assert exact["batches"] == 4 and exact["padding_bound"] == 0.0
+  saved = json.loads((tmp_path / "out" / "padding.json").read_text())
+  assert saved["rows"] == result["rows"]

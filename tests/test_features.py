@@ -144,7 +144,28 @@ def test_features_module_does_not_import_tensorflow():
     ({}, 4, []),
 ])
 def test_derive_bucket_boundaries(histogram, buckets, expected):
-  assert features.derive_bucket_boundaries(histogram, buckets) == expected
+  assert features.derive_bucket_boundaries(histogram, buckets, 8) == expected
+
+
+def test_default_buckets_are_narrow_and_even():
+  histogram = {n: 1 for n in range(3, 67)}
+  # 32 quantiles of 3..66 rounded up to even lengths: 4, 6, ..., 66.
+  assert features.derive_bucket_boundaries(histogram) == list(
+      range(5, 66, 2))
+  assert features.derive_bucket_boundaries({5: 50, 12: 30, 40: 20}) == [
+      7, 13]
+
+
+@pytest.mark.parametrize("histogram, boundaries, expected", [
+    ({5: 2, 8: 1, 20: 1}, [9], 6 / 44),
+    ({5: 2, 8: 1, 20: 1}, [], (15 + 15 + 12) / 80),
+    ({5: 2, 8: 1, 20: 1}, [6, 9, 21], 0.0),
+    ({}, [9], 0.0),
+])
+def test_padding_bound_pads_each_bucket_to_its_longest(histogram, boundaries,
+                                                        expected):
+  assert features.padding_bound(histogram, boundaries) == pytest.approx(
+      expected, abs=1e-12)
 
 
 # --- Document context -------------------------------------------------------

@@ -92,8 +92,10 @@ def test_bucket_boundaries_for_takes_the_given_or_derives_them(tmp_path):
                                (-1,) * n, (0,) * n)
        for i, n in enumerate(lengths)], path)
   assert input_pipeline.bucket_boundaries_for(path, [7, 9]) == [7, 9]
-  # features.derive_bucket_boundaries of {3: 5, 12: 3, 40: 2}.
-  assert input_pipeline.bucket_boundaries_for(path) == [9, 17]
+  # features.derive_bucket_boundaries of {3: 5, 12: 3, 40: 2}: quantile
+  # lengths 3, 12 and 40, rounded up to even lengths or multiples of 8.
+  assert input_pipeline.bucket_boundaries_for(path) == [5, 13]
+  assert input_pipeline.bucket_boundaries_for(path, None, 8) == [9, 17]
   assert input_pipeline.bucket_boundaries_for(path, None) == \
       features.derive_bucket_boundaries({3: 5, 12: 3, 40: 2})
 

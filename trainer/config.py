@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from trainer import context as context_lib
 from trainer import cpu_features
+from trainer import features
 from trainer import fused_ops
 from trainer import model as model_lib
 from trainer import readers
@@ -166,7 +167,8 @@ class NerConfig:
   # Batch windows of similar length, each padded to its longest window;
   # False pads every batch to max_seq_length (google-research/bert).
   bucketing: bool = True
-  # Ascending window lengths between buckets; None derives them from data.
+  # Ascending window lengths between buckets; None derives them from data
+  # (`features.derive_bucket_boundaries`, see `bucket_length_multiple`).
   bucket_boundaries: Optional[list[int]] = None
   cache: bool = True  # keep parsed training windows in memory after epoch 1
 
@@ -191,6 +193,14 @@ class NerConfig:
 
   # --- Export.
   export_dir: Optional[str] = None  # default: <output_dir>/export
+
+  def bucket_length_multiple(self) -> int:
+    """What derived length buckets round up to: even lengths on CPU; 8 with
+    --use_amp (GPU tensor cores) or --use_xla (one program per shape).
+    """
+    if self.use_amp or self.use_xla:
+      return features.ACCELERATOR_LENGTH_MULTIPLE
+    return features.CPU_LENGTH_MULTIPLE
 
   def validate(self) -> None:
     """Checks every field and every combination; reads no data.

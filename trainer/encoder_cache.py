@@ -494,5 +494,6 @@ def training_input_fn(config: config_lib.NerConfig, inputs: Any,
       "build_seconds": meta["build_seconds"], "reused": reused,
       "in_memory": in_memory}
   boundaries = (input_pipeline.bucket_boundaries_for(
-      path, config.bucket_boundaries) if config.bucketing else None)
+      path, config.bucket_boundaries, config.bucket_length_multiple())
+                if config.bucketing else None)
   return input_fn_builder(store, batch_size, boundaries, config.seed)

@@ -251,17 +251,24 @@ def batch_windows(dataset: tf.data.Dataset, batch_size: int,
 
 
 def bucket_boundaries_for(path: str,
-                          configured: Optional[Sequence[int]] = None
+                          configured: Optional[Sequence[int]] = None,
+                          multiple: int = features_lib.CPU_LENGTH_MULTIPLE
                           ) -> list[int]:
   """Length-bucket boundaries of a feature file: `configured`, else derived.
 
   Derived from the file's length histogram
-  (`features.derive_bucket_boundaries`).
+  (`features.derive_bucket_boundaries`, bucket lengths rounded up to
+  `multiple`), and logged with the most padding they can leave.
   """
-  if configured:
-    return list(configured)
   meta = read_feature_meta(path)
-  return features_lib.derive_bucket_boundaries(meta["length_histogram"])
+  boundaries = (list(configured) if configured else
+                features_lib.derive_bucket_boundaries(
+                    meta["length_histogram"], multiple=multiple))
+  logging.info("Length buckets for %s: %s (at most %.1f%% padding)",
+               os.path.basename(path), boundaries,
+               100 * features_lib.padding_bound(meta["length_histogram"],
+                                                boundaries))
+  return boundaries
 
 
 def log_cache_use(path: str, count: int, reused: bool) -> None:

@@ -57,9 +57,7 @@ def input_fn_for(config: NerConfig, path: str, is_training: bool,
   boundaries = None
   if config.bucketing and not tpu_path:
     boundaries = input_pipeline.bucket_boundaries_for(
-        path, config.bucket_boundaries)
-    logging.info("Length buckets for %s: %s", os.path.basename(path),
-                 boundaries)
+        path, config.bucket_boundaries, config.bucket_length_multiple())
   return input_pipeline.input_fn_builder(
       path, is_training=is_training, batch_size=batch_size,
       max_seq_length=config.max_seq_length,
