@@ -24,6 +24,7 @@ import urllib.request
 
 import numpy as np
 
+from trainer import cpu_features
 from trainer import export_versions
 from trainer import schema
 
@@ -322,6 +323,7 @@ class SessionSavedModel:
                inter_op_threads: int = 0):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
+    cpu_features.prefer_onednn()  # as training does; before the first graph
     graph = tf.Graph()
     self._session = tf1.Session(graph=graph, config=tf1.ConfigProto(
         intra_op_parallelism_threads=intra_op_threads,

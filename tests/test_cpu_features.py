@@ -144,3 +144,27 @@ def test_use_bf16_is_cpu_only(monkeypatch, fields):
 def test_use_bf16_accepted_with_avx512_bf16_or_amx_and_onednn(monkeypatch,
                                                               cpuinfo):
   _validate_bf16(monkeypatch, cpuinfo)  # raises nothing
+
+
+@pytest.mark.parametrize("environ, machine, expected", [
+    ({}, "x86_64", "1"),
+    ({}, "AMD64", "1"),
+    ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "x86_64", None),
+    ({"TF_ENABLE_ONEDNN_OPTS": "1"}, "x86_64", None),
+    ({}, "aarch64", None),
+    ({}, "arm64", None),
+])
+def test_onednn_setting_only_where_the_user_left_it_unset(environ, machine,
+                                                          expected):
+  assert cpu_features.onednn_setting(environ, machine) == expected
+
+
+def test_prefer_onednn_sets_the_variable_once():
+  environ = {"PATH": "/bin"}
+  assert cpu_features.prefer_onednn(environ, "x86_64")
+  assert environ == {"PATH": "/bin", "TF_ENABLE_ONEDNN_OPTS": "1"}
+  environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+  assert not cpu_features.prefer_onednn(environ, "x86_64")
+  assert environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+  arm = {}
+  assert not cpu_features.prefer_onednn(arm, "aarch64") and arm == {}

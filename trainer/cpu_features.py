@@ -18,7 +18,9 @@ gives ``has_avx512_bf16(cpu_flags(text)) == has_amx(cpu_flags(text)) ==
 True``; an AVX2-only CPU (this repository's 2-core AMD EPYC) gives False.
 """
 
-from typing import Dict, FrozenSet, Optional, Sequence
+import os
+import platform
+from typing import Dict, FrozenSet, MutableMapping, Optional, Sequence
 
 CPUINFO_PATH = "/proc/cpuinfo"
 
@@ -26,6 +28,12 @@ CPUINFO_PATH = "/proc/cpuinfo"
 AVX512_BF16_FLAG = "avx512_bf16"
 # AMX's bfloat16 matmuls need the tile registers and the bf16 tile op.
 AMX_BF16_FLAGS = frozenset(["amx_tile", "amx_bf16"])
+
+# TensorFlow's switch for its oneDNN kernels and graph rewrites, read once,
+# when TensorFlow first asks (its first graph optimization).
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# platform.machine() of the CPUs where this project turns oneDNN on.
+ONEDNN_MACHINES = ("x86_64", "AMD64")
 
 # Ops TF 2.15's oneDNN bfloat16 rewrite (auto_mixed_precision_onednn_bfloat16)
 # would run in bfloat16 but the project keeps in float32: the attention
@@ -148,3 +156,37 @@ def bf16_rewrite_environment(float32_ops: Sequence[str] = BF16_FLOAT32_OPS
   return {f"{_REWRITE_ENV_PREFIX}ALLOWLIST_REMOVE": names,
           f"{_REWRITE_ENV_PREFIX}INFERLIST_REMOVE": names,
           f"{_REWRITE_ENV_PREFIX}DENYLIST_ADD": names}
+
+
+def onednn_setting(environ: MutableMapping[str, str],
+                   machine: str) -> Optional[str]:
+  """The `ONEDNN_ENV` value this project sets, or None to leave it alone.
+
+  TF 2.15 turns oneDNN on by itself only on x86 CPUs with AVX512_VNNI,
+  AVX512_BF16, AVX_VNNI or AMX. On the others (AVX2 CPUs such as this
+  repository's 2-core AMD EPYC) it is off, yet the fused dense/GELU/layer
+  norm of `trainer.fused_ops` only become single kernels through oneDNN;
+  bench/results/onednn_ab.json has the measured effect. So on x86-64 the
+  project turns it on, unless the user set the variable (either way).
+
+  Examples: ({}, "x86_64") -> "1"; ({"TF_ENABLE_ONEDNN_OPTS": "0"},
+  "x86_64") -> None (the user's choice stands); ({}, "aarch64") -> None.
+  """
+  if ONEDNN_ENV in environ or machine not in ONEDNN_MACHINES:
+    return None
+  return "1"
+
+
+def prefer_onednn(environ: Optional[MutableMapping[str, str]] = None,
+                  machine: Optional[str] = None) -> bool:
+  """Sets `onednn_setting`'s value in `environ` (os.environ); True if set.
+
+  Call it before TensorFlow runs any graph in the process (training's
+  `train_lib.run` and the serving sessions do); later it changes nothing.
+  """
+  environ = os.environ if environ is None else environ
+  value = onednn_setting(environ, machine or platform.machine())
+  if value is None:
+    return False
+  environ[ONEDNN_ENV] = value
+  return True

@@ -353,6 +353,10 @@ def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
       unwritable output_dir.
     ValueError: for bad data, naming file:line.
   """
+  # Before anything asks TensorFlow whether oneDNN is on (validate() may).
+  if cpu_features.prefer_onednn():
+    logging.info("oneDNN kernels on (%s=1 set for this process; set it to 0 "
+                 "to keep TensorFlow's default).", cpu_features.ONEDNN_ENV)
   config.validate()
   apply_graph_settings(config)
   devices = devices or estimator_lib.NO_OVERRIDES
