@@ -1,5 +1,8 @@
 """Tests for trainer.input_pipeline (feature cache and tf.data batches)."""
 
+import os
+
+import pytest
 import tensorflow as tf
 
 from trainer import features
@@ -98,6 +101,10 @@ def test_bucket_boundaries_for_takes_the_given_or_derives_them(tmp_path):
   assert input_pipeline.bucket_boundaries_for(path, None, 8) == [9, 17]
   assert input_pipeline.bucket_boundaries_for(path, None) == \
       features.derive_bucket_boundaries({3: 5, 12: 3, 40: 2})
+  os.remove(path + ".json")  # features without their sidecar
+  assert input_pipeline.bucket_boundaries_for(path, [7, 9]) == [7, 9]
+  with pytest.raises(ValueError, match="has no length histogram"):
+    input_pipeline.bucket_boundaries_for(path)
 
 
 def test_batch_windows_buckets_by_the_given_length():

@@ -261,6 +261,11 @@ def bucket_boundaries_for(path: str,
   `multiple`), and logged with the most padding they can leave.
   """
   meta = read_feature_meta(path)
+  if meta is None:  # no sidecar: nothing to derive from or to measure
+    if not configured:
+      raise ValueError(f"{path} has no length histogram ({path}.json); "
+                       "rebuild its features or give --bucket_boundaries.")
+    return list(configured)
   boundaries = (list(configured) if configured else
                 features_lib.derive_bucket_boundaries(
                     meta["length_histogram"], multiple=multiple))
