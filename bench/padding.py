@@ -1,10 +1,10 @@
 """Padding of length-bucketed training batches, measured on the real pipeline.
 
-    python -m bench.padding --vocab_file CKPT/vocab.txt
-    python -m bench.padding --vocab_file CKPT/vocab.txt --context_pieces 32
+    python -m bench.padding --checkpoint_dir CKPT
+    python -m bench.padding --checkpoint_dir CKPT --context_pieces 32
 
-Converts a training file into windows (as training does, with
---context_pieces), then reads one epoch of shuffled, bucketed batches
+Builds a training file's feature windows with `RunInputs` (as training
+does, with --context_pieces), then reads one epoch of shuffled, bucketed batches
 through `input_pipeline.input_fn_builder` for each bucket layout and counts
 padded positions: padding = 1 - real positions / batch positions. Layouts
 (--layouts, NAME:NUM_BUCKETS:MULTIPLE): "before" is the layout derived before
@@ -46,21 +46,21 @@ def parse_layouts(text):
   return layouts
 
 
-def windows_of(data_file, vocab_file, do_lower_case, max_seq_length,
-               context_pieces):
-  """The training windows of `data_file`, as `RunInputs` makes them."""
-  from trainer import context
-  from trainer import readers
-  from trainer import tokenization
-  tokenizer = tokenization.NerTokenizer(vocab_file, do_lower_case)
-  sentences = readers.read_sentences(data_file)
-  windows = []
-  for index, (pieces, around) in enumerate(context.sentences_with_context(
-      sentences, tokenizer, context_pieces)):
-    windows.extend(features_lib.convert_sentence(
-        sentences[index].tokens, None, index, tokenizer, max_seq_length,
-        max_seq_length // 2, around, pieces))
-  return windows
+def training_features(args, folder):
+  """(feature file, windows, length histogram) of --data_file, built by
+  `RunInputs` exactly as a training run with these settings builds them."""
+  from trainer import input_pipeline
+  from trainer import train_lib
+  from trainer.run_inputs import RunInputs
+  config = train_lib.NerConfig(
+      output_dir=folder, train_file=args.data_file, do_train=True,
+      bert_config_file=os.path.join(args.checkpoint_dir, "bert_config.json"),
+      vocab_file=os.path.join(args.checkpoint_dir, "vocab.txt"),
+      do_lower_case=not args.cased, max_seq_length=args.max_seq_length,
+      context_pieces=args.context_pieces)
+  path, count = RunInputs(config).prepare().features_file("train")
+  return path, count, input_pipeline.read_feature_meta(path)[
+      "length_histogram"]
 
 
 def epoch_padding(path, boundaries, batch_size, max_seq_length, num_windows,
@@ -88,7 +88,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_file", default=os.path.join(
       REPO_ROOT, "..", "shared", "data", "conll2003", "train.txt"))
-  parser.add_argument("--vocab_file", required=True)
+  parser.add_argument("--checkpoint_dir", required=True,
+                      help="bert_config.json and vocab.txt of the model.")
   parser.add_argument("--cased", action="store_true")
   parser.add_argument("--max_seq_length", type=int, default=128)
   parser.add_argument("--context_pieces", type=int, default=0)
@@ -98,23 +99,15 @@ def main(argv=None):
                       default=os.path.join(REPO_ROOT, "bench", "results"))
   args = parser.parse_args(argv)
   layouts = parse_layouts(args.layouts)
-  from trainer import input_pipeline
-  windows = windows_of(args.data_file, args.vocab_file, not args.cased,
-                       args.max_seq_length, args.context_pieces)
-  histogram = {}
-  for window in windows:
-    length = len(window.input_ids)
-    histogram[length] = histogram.get(length, 0) + 1
   rows = []
   with tempfile.TemporaryDirectory() as folder:
-    path = os.path.join(folder, "train.tfrecord")
-    input_pipeline.write_features(windows, path)
+    path, num_windows, histogram = training_features(args, folder)
     for name, num_buckets, multiple in layouts:
       boundaries = features_lib.derive_bucket_boundaries(
           histogram, num_buckets, multiple)
       start = time.perf_counter()
       padding, batches = epoch_padding(path, boundaries, args.batch_size,
-                                       args.max_seq_length, len(windows))
+                                       args.max_seq_length, num_windows)
       rows.append({"layout": name, "num_buckets": num_buckets,
                    "multiple": multiple, "boundaries": boundaries,
                    "buckets": len(boundaries) + 1,
@@ -124,7 +117,7 @@ def main(argv=None):
                    "batches": batches,
                    "seconds": round(time.perf_counter() - start, 1)})
   result = {"data_file": os.path.abspath(args.data_file),
-            "windows": len(windows), "context_pieces": args.context_pieces,
+            "windows": num_windows, "context_pieces": args.context_pieces,
             "batch_size": args.batch_size, "rows": rows,
             "command": "python -m bench.padding " + " ".join(
                 sys.argv[1:] if argv is None else argv)}

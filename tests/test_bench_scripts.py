@@ -247,6 +247,7 @@ def test_conll_train_feature_sizes_sum_the_train_sidecars(tmp_path):
     (cache / name).write_text(json.dumps(
         {"num_windows": sum(histogram.values()),
          "length_histogram": histogram}))
+    (cache / name[:-len(".json")]).write_bytes(b"")  # the feature file
   assert conll2003.train_feature_sizes(str(tmp_path)) == (7, 5 * 2 + 7 + 12)
 
 
@@ -288,11 +289,13 @@ def test_padding_counts_one_epoch_of_real_batches(tmp_path):
   sentences = [["eu"]] * 4 + [["eu", "call", "."]] * 2 + [["peter"] * 7] * 2
   vs_pytorch.write_conll(str(data), sentences,
                          [["O"] * len(words) for words in sentences])
-  vocab = tmp_path / "vocab.txt"
-  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "eu",
-                              "call", ".", "peter"]) + "\n")
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "eu", "call", ".", "peter"]
+  (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  (tmp_path / "bert_config.json").write_text(json.dumps(
+      dict(_TINY_BERT, vocab_size=len(vocab))))
   result = padding.main([
-      "--data_file", str(data), "--vocab_file", str(vocab), "--batch_size",
+      "--data_file", str(data), "--checkpoint_dir", str(tmp_path),
+      "--batch_size",
       "2", "--layouts", "one:1:1,exact:3:1", "--results_dir",
       str(tmp_path / "out")])
   one, exact = result["rows"]

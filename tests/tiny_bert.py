@@ -75,11 +75,11 @@ def checkpoint_variables(checkpoint):
           for name, _ in tf.train.list_variables(checkpoint)}
 
 
-def write_workspace(folder, dev=True):
+def write_workspace(folder):
   """vocab.txt, bert_config.json and data/{train,dev,test}.txt in `folder`.
 
   Returns {"vocab_file", "bert_config_file", "data_dir", "tmp"} (paths as
-  str, "tmp" the pathlib folder). Without `dev` there is no dev.txt.
+  str, "tmp" the pathlib folder).
   """
   vocab = write_text(folder / "vocab.txt", "".join(v + "\n" for v in VOCAB))
   bert_config = write_text(folder / "bert_config.json", json.dumps(
@@ -87,8 +87,7 @@ def write_workspace(folder, dev=True):
   data_dir = folder / "data"
   data_dir.mkdir()
   write_text(data_dir / "train.txt", TRAIN)
-  if dev:
-    write_text(data_dir / "dev.txt", DEV)
+  write_text(data_dir / "dev.txt", DEV)
   write_text(data_dir / "test.txt", TRAIN)
   return {"vocab_file": vocab, "bert_config_file": bert_config,
           "data_dir": str(data_dir), "tmp": folder}
