@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -307,3 +309,64 @@ def test_padding_counts_one_epoch_of_real_batches(tmp_path):
   assert exact["batches"] == 4 and exact["padding_bound"] == 0.0
   saved = json.loads((tmp_path / "out" / "padding.json").read_text())
   assert saved["rows"] == result["rows"]
+
+
+def _children(pid):
+  """Pids whose parent is `pid` (Linux /proc)."""
+  found = []
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        with open(f"/proc/{entry}/stat", encoding="utf-8") as reader:
+          fields = reader.read().rsplit(")", 1)[1].split()
+      except OSError:  # gone meanwhile
+        continue
+      if int(fields[1]) == pid and fields[0] != "Z":
+        found.append(int(entry))
+  return found
+
+
+def _cmdline(pid):
+  try:
+    with open(f"/proc/{pid}/cmdline", "rb") as reader:
+      return reader.read().decode("utf-8", "replace")
+  except OSError:
+    return ""
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as reader:
+      return reader.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_conll_fresh_process_worker_ends_with_a_terminated_parent():
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  assert conll2003.run_in_fresh_process(max, 1, 2) == 2
+  parent = subprocess.Popen(
+      [sys.executable, "-c", "import time\nfrom bench import conll2003\n"
+       "conll2003.run_in_fresh_process(time.sleep, 120)"],
+      cwd=REPO_ROOT)
+  children = []
+  try:
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(
+        "spawn_main" in _cmdline(pid) for pid in children):
+      time.sleep(0.2)
+      children = _children(parent.pid)
+    assert any("spawn_main" in _cmdline(pid) for pid in children), children
+    parent.send_signal(signal.SIGTERM)
+    code = parent.wait(timeout=30)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(map(_alive, children)):
+      time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)]  # no orphan
+    assert code == 128 + signal.SIGTERM
+  finally:
+    parent.kill()
+    for pid in children:
+      if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
