@@ -370,3 +370,66 @@ def test_conll_fresh_process_worker_ends_with_a_terminated_parent():
     for pid in children:
       if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("name, op_type, part", [
+    ("gradients/bert/encoder/layer_0/output/MatMul_grad/MatMul", "_MklMatMul",
+     "matmul"),
+    ("bert/encoder/layer_0/attention/self/einsum/Einsum", "_MklEinsum",
+     "matmul"),
+    ("bert/encoder/layer_3/attention/output/dropout/random_uniform/"
+     "RandomUniform", "RandomUniform", "dropout"),
+    ("gradients/bert/encoder/layer_1/intermediate/mul_3_grad/Mul", "Mul",
+     "gelu"),
+    ("bert/encoder/layer_1/output/LayerNorm/moments/mean", "Mean",
+     "layer_norm"),
+    ("clip_by_global_norm/mul_1", "Mul", "gradient_clip"),
+    ("global_norm/L2Loss_7", "L2Loss", "gradient_clip"),
+    ("AdamWeightDecay/update_bert/pooler/dense/kernel/ResourceApplyAdam",
+     "ResourceApplyAdam", "optimizer"),
+    ("bert/encoder/layer_2/attention/self/Softmax", "_MklSoftmax",
+     "attention_softmax"),
+    ("bert/embeddings/GatherV2", "GatherV2", "embeddings"),
+    ("Mean", "Mean", "other")])
+def test_step_profile_parts(name, op_type, part):
+  from bench import step_profile  # pylint: disable=g-import-not-at-top
+  assert step_profile.part_of(name, op_type) == part
+
+
+def test_step_profile_shares_sum_by_part_and_op():
+  from bench import step_profile  # pylint: disable=g-import-not-at-top
+  result = step_profile.shares([
+      ("a/MatMul", "MatMul", 3000.0), ("a/dropout/Mul", "Mul", 500.0),
+      ("b/dropout/Mul", "Mul", 500.0)])
+  assert result == {
+      "by_part": {"matmul": {"ms": 3.0, "share": 0.75, "nodes": 1},
+                  "dropout": {"ms": 1.0, "share": 0.25, "nodes": 2}},
+      "by_op": {"MatMul": {"ms": 3.0, "share": 0.75, "nodes": 1},
+                "Mul": {"ms": 1.0, "share": 0.25, "nodes": 2}}}
+  assert step_profile.markdown(result) == (
+      "| part | op ms | share | nodes |\n| --- | --- | --- | --- |\n"
+      "| matmul | 3.0 | 75.0% | 1 |\n| dropout | 1.0 | 25.0% | 2 |")
+  assert step_profile.shares([]) == {"by_part": {}, "by_op": {}}
+
+
+def test_step_profile_runs_a_tiny_training_step(tmp_path):
+  output = tmp_path / "step.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "bench.step_profile", "--config", "tiny",
+       "--batch", "2", "--length", "8", "--runs", "1", "--output",
+       str(output)], cwd=REPO_ROOT, capture_output=True, text=True,
+      check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = json.loads(output.read_text())
+  parts = saved["by_part"]
+  # Every part of a fine-tuning step ran: dropout, GELU, layer norm, the
+  # clip and the fused optimizer kernels: Adam for the 39 variables with a
+  # gradient (41 less the unused pooler's 2), decoupled decay for the 16
+  # kernels and embedding tables (no LayerNorm, no bias).
+  assert {"matmul", "dropout", "gelu", "layer_norm", "gradient_clip",
+          "optimizer"} <= set(parts)
+  assert saved["by_op"]["ResourceApplyAdam"]["nodes"] == 39
+  assert saved["by_op"]["ResourceApplyGradientDescent"]["nodes"] == 16
+  assert abs(sum(row["share"] for row in parts.values()) - 1.0) < 1e-3
+  assert saved["command"].startswith("python -m bench.step_profile --config")
+  assert "| matmul |" in result.stdout
