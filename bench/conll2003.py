@@ -176,7 +176,8 @@ def train_feature_sizes(output_dir):
 
   From the sidecars of the training feature files
   (`<output_dir>/cache/train-*.tfrecord.json`, written by
-  `input_pipeline.write_features`, read by `input_pipeline.read_feature_meta`): pieces count every position of every
+  `input_pipeline.write_features`, read by
+  `input_pipeline.read_feature_meta`): pieces count every position of every
   window, [CLS], [SEP] and document context included, padding not.
 
   Example: one sidecar {"num_windows": 3, "length_histogram": {"5": 2,

@@ -311,19 +311,27 @@ def test_padding_counts_one_epoch_of_real_batches(tmp_path):
   assert saved["rows"] == result["rows"]
 
 
+def _stat(pid):
+  """(state, parent pid) of a process from /proc/<pid>/stat, or None."""
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as reader:
+      fields = reader.read().rsplit(")", 1)[1].split()
+  except OSError:  # gone
+    return None
+  return fields[0], int(fields[1])
+
+
+def _alive(pid):
+  stat = _stat(pid)
+  return stat is not None and stat[0] != "Z"
+
+
 def _children(pid):
-  """Pids whose parent is `pid` (Linux /proc)."""
-  found = []
-  for entry in os.listdir("/proc"):
-    if entry.isdigit():
-      try:
-        with open(f"/proc/{entry}/stat", encoding="utf-8") as reader:
-          fields = reader.read().rsplit(")", 1)[1].split()
-      except OSError:  # gone meanwhile
-        continue
-      if int(fields[1]) == pid and fields[0] != "Z":
-        found.append(int(entry))
-  return found
+  """Live pids whose parent is `pid` (Linux /proc)."""
+  stats = {int(entry): _stat(entry) for entry in os.listdir("/proc")
+           if entry.isdigit()}
+  return [child for child, stat in stats.items()
+          if stat is not None and stat[0] != "Z" and stat[1] == pid]
 
 
 def _cmdline(pid):
@@ -332,14 +340,6 @@ def _cmdline(pid):
       return reader.read().decode("utf-8", "replace")
   except OSError:
     return ""
-
-
-def _alive(pid):
-  try:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as reader:
-      return reader.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except OSError:
-    return False
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
