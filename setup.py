@@ -11,7 +11,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["trainer", "trainer.*",
                                                "serving", "serving.*"]),
     py_modules=["run_ner"],
-    package_data={"trainer.sample_data": ["*.txt", "README.md"]},
+    package_data={"trainer.data.sample_data": ["*.txt", "README.md"]},
     install_requires=[
         "tensorflow==2.15.*",
         "bert-tensorflow==1.0.4",

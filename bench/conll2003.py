@@ -3,16 +3,24 @@
     python bench/conll2003.py --modes full,frozen
     python bench/conll2003.py --modes frozen_rows     # issue 11's frozen table
     python bench/conll2003.py --table_only  # rewrite conll2003.md from JSON
+    python bench/conll2003.py --modes full --seeds 3  # mean and spread
 
 For each mode it trains on the train split, evaluates on dev, predicts the
 test split, and reports dev and test entity P/R/F1 (overall and per type),
 training wall time, training sentences/s and word-pieces/s (context and
 [CLS]/[SEP] included, padding not), seconds per epoch after the first
-(`trainer.hooks.EpochTimingHook`), peak resident memory, and the BERT
+(`trainer.training.hooks.EpochTimingHook`), peak resident memory, and the BERT
 feature cache's build seconds and bytes (cached frozen modes). Each mode runs
 in a fresh process, so its peak memory is its own. Results go to
 `bench/results/conll2003_<mode>.json` and a markdown table of every result
 there to `bench/results/conll2003.md`. Choose settings on the dev figures only.
+
+With --seeds N each mode trains N times, with seeds s, s+1, ..., s+N-1 (s: the
+mode's `seed`, default `NerConfig.seed`); its JSON then holds every run under
+"runs", the mean of every figure in the usual places and, under "spread",
+mean, sample standard deviation, min and max of dev and test P/R/F1
+(`aggregate`). The table shows F1 as "mean ± std (N seeds)". A difference
+smaller than the spread is no difference.
 
 Frozen rows (`frozen_rows`): --bert_layers -1 ("last"), the last four
 concatenated ("last4concat") and all six in a scalar mix ("all6mix"), each
@@ -27,11 +35,9 @@ model: bert_config.json, vocab.txt, bert_model.ckpt) or
 
 import glob
 import json
-import multiprocessing
 import os
 import resource
 import shutil
-import signal
 import sys
 import time
 
@@ -43,13 +49,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position
-from trainer import config as config_lib  # noqa: E402
-from trainer import convert_checkpoint  # noqa: E402
-from trainer import hooks  # noqa: E402
-from trainer import input_pipeline  # noqa: E402
-from trainer import readers  # noqa: E402
+from bench import children  # noqa: E402
+from trainer.run import config as config_lib  # noqa: E402
+from trainer.convert import convert_checkpoint  # noqa: E402
+from trainer.training import hooks  # noqa: E402
+from trainer.features import input_pipeline  # noqa: E402
+from trainer.data import readers  # noqa: E402
 from trainer import schema  # noqa: E402
-from trainer import train_lib  # noqa: E402
+from trainer.run import train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -117,6 +124,10 @@ def define_flags():
   flags.DEFINE_bool("table_only", False,
                     "Train nothing: rewrite conll2003.md from the JSON results "
                     "already in --results_dir.")
+  flags.DEFINE_integer("seeds", 1,
+                       "Train each mode this many times with consecutive "
+                       "seeds and report the mean and spread (>= 1).",
+                       lower_bound=1)
   flags.DEFINE_bool("fresh", True,
                     "Delete a mode's output folder first, so it trains from "
                     "scratch (a leftover checkpoint would skip training).")
@@ -201,6 +212,8 @@ def run_mode(name, settings, checkpoint_dir, options):
   """
   logging.set_verbosity(logging.INFO)
   output_dir = os.path.join(options["work_dir"], "conll2003_" + name)
+  if options.get("seed_index"):
+    output_dir += f"-seed{settings['seed']}"
   if options["fresh"] and os.path.isdir(output_dir):
     shutil.rmtree(output_dir)
   settings = dict(settings)
@@ -236,6 +249,7 @@ def run_mode(name, settings, checkpoint_dir, options):
   return {
       "mode": name,
       "settings": settings,
+      "seed": config.seed,
       "train_steps": steps,
       "train_batch_size": batch,
       "train_seconds": round(train_seconds, 1),
@@ -262,30 +276,82 @@ def run_mode(name, settings, checkpoint_dir, options):
   }
 
 
-def _exit_on_sigterm(signum, unused_frame):
-  raise SystemExit(128 + signum)
-
-
-def run_in_fresh_process(function, *args):
-  """`function(*args)` in a spawned process; returns its result.
-
-  The worker has its own peak memory and leaves nothing behind. A SIGTERM
-  to this process (`kill`, a job scheduler) ends the worker with it: the
-  pool is terminated on the way out instead of the worker training on as an
-  orphan. Example: run_in_fresh_process(max, 1, 2) -> 2.
-  """
-  previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-  try:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-      return pool.apply(function, args)
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
-
 def run_mode_in_fresh_process(name, settings, checkpoint_dir, options):
-  """`run_mode` in a spawned process (see `run_in_fresh_process`)."""
-  return run_in_fresh_process(run_mode, name, settings, checkpoint_dir,
-                              options)
+  """`run_mode` in a spawned process (see `children.run_in_fresh_process`)."""
+  return children.run_in_fresh_process(run_mode, name, settings,
+                                       checkpoint_dir, options)
+
+
+# The figures whose spread over seeds is reported: (split, metric).
+SPREAD_FIGURES = tuple((split, metric) for split in ("dev", "test")
+                       for metric in ("precision", "recall", "f1"))
+# Per-run numbers that are averaged over seeds (the rest come from run 0).
+AVERAGED_KEYS = ("train_seconds", "train_sentences_per_second",
+                 "train_pieces_per_second", "seconds_per_epoch_after_first",
+                 "peak_rss_bytes_train", "peak_rss_bytes",
+                 "cache_build_seconds")
+
+
+def _mean(values):
+  return sum(values) / len(values)
+
+
+def spread(values):
+  """{"mean", "std" (sample, n-1; 0 for one value), "min", "max", "n"}.
+
+  Example: spread([0.90, 0.91, 0.92]) -> mean 0.91, std 0.01, min 0.90,
+  max 0.92, n 3 (up to float rounding).
+  """
+  mean = _mean(values)
+  variance = (sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+              if len(values) > 1 else 0.0)
+  return {"mean": mean, "std": variance ** 0.5, "min": min(values),
+          "max": max(values), "n": len(values)}
+
+
+def aggregate(runs):
+  """One result for a mode trained with several seeds.
+
+  Args:
+    runs: `run_mode` results of the same mode, one per seed (each with a
+      "seed").
+
+  Returns:
+    The first run's result with every figure of `SPREAD_FIGURES`, the
+    per-type test F1 and `AVERAGED_KEYS` replaced by their mean over `runs`,
+    plus "seeds" (in run order), "spread" ({"dev_f1": `spread`, ...}) and
+    "runs" (the inputs).
+
+  Example: test F1 0.85, 0.86, 0.87 -> result["test"]["f1"] 0.86 and
+  result["spread"]["test_f1"]["std"] 0.01.
+  """
+  result = json.loads(json.dumps(runs[0]))
+  result["seeds"] = [run["seed"] for run in runs]
+  result["spread"] = {}
+  for split, metric in SPREAD_FIGURES:
+    values = [run[split][metric] for run in runs]
+    result["spread"][f"{split}_{metric}"] = spread(values)
+    result[split][metric] = _mean(values)
+  for split in ("dev", "test"):
+    for entity_type in result[split]["per_type_f1"]:
+      result[split]["per_type_f1"][entity_type] = _mean(
+          [run[split]["per_type_f1"][entity_type] for run in runs])
+  for key in AVERAGED_KEYS:
+    values = [run.get(key) for run in runs]
+    if all(value is not None for value in values):
+      result[key] = _mean(values)
+  result.pop("seed", None)
+  result["runs"] = runs
+  return result
+
+
+def _f1_cell(result, split):
+  """"0.9016" for one run; "0.9016 ± 0.0012 (3 seeds)" for several."""
+  figure = result.get("spread", {}).get(f"{split}_f1")
+  if not figure or figure["n"] < 2:
+    return "%.4f" % result[split]["f1"]
+  return "%.4f ± %.4f (%d seeds)" % (figure["mean"], figure["std"],
+                                      figure["n"])
 
 
 def _number(value, pattern):
@@ -305,11 +371,11 @@ def markdown(results):
                          sorted(r["test"]["per_type_f1"].items()))
     cache_bytes = r.get("cache_bytes")
     lines.append(
-        "| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %s | %.0f | "
+        "| %s | %s | %.4f | %.4f | %s | %.4f | %.4f | %s | %s | %.0f | "
         "%.1f | %s | %s | %s | %s | %s |" % (
             r["mode"], json.dumps(r["settings"], sort_keys=True),
-            r["dev"]["precision"], r["dev"]["recall"], r["dev"]["f1"],
-            r["test"]["precision"], r["test"]["recall"], r["test"]["f1"],
+            r["dev"]["precision"], r["dev"]["recall"], _f1_cell(r, "dev"),
+            r["test"]["precision"], r["test"]["recall"], _f1_cell(r, "test"),
             per_type, r["train_seconds"], r["train_sentences_per_second"],
             _number(r.get("train_pieces_per_second"), "%.0f"),
             _number(r.get("seconds_per_epoch_after_first"), "%.1f"),
@@ -337,9 +403,17 @@ def run_modes():
   options["command"] = " ".join(sys.argv)
   for mode_text in mode_texts(FLAGS.modes):
     name, settings = parse_mode(mode_text)
-    logging.info("=== CoNLL-2003 benchmark mode %s: %s", name, settings)
-    result = run_mode_in_fresh_process(name, settings, checkpoint_dir,
-                                       options)
+    first_seed = settings.get("seed", config_lib.NerConfig.seed)
+    runs = []
+    for index in range(FLAGS.seeds):
+      seed_settings = dict(settings, seed=first_seed + index)
+      logging.info("=== CoNLL-2003 benchmark mode %s (seed %d of %d): %s",
+                   name, index + 1, FLAGS.seeds, seed_settings)
+      runs.append(run_mode_in_fresh_process(
+          name, seed_settings if FLAGS.seeds > 1 else settings,
+          checkpoint_dir, dict(options, seed_index=index)))
+    result = aggregate(runs) if FLAGS.seeds > 1 else runs[0]
+    result["settings"] = settings
     with open(os.path.join(FLAGS.results_dir, f"conll2003_{name}.json"),
               "w", encoding="utf-8") as writer:
       json.dump(result, writer, indent=2)

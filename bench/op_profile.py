@@ -4,10 +4,10 @@
     python -m bench.op_profile --config tiny --runs 3
 
 For every combination of oneDNN on/off (``TF_ENABLE_ONEDNN_OPTS``, read once
-per process, so each setting runs in its own subprocess), `trainer.fused_ops`
-on/off and, optionally, oneDNN bfloat16 auto mixed precision, it builds a
-BertModel in a `tf.compat.v1` Session and reports, for an inference forward
-pass and for a training step (SGD on a squared-output loss):
+per process, so each setting runs in its own subprocess),
+`trainer.model.fused_ops` on/off and, optionally, oneDNN bfloat16 auto mixed
+precision, it builds a BertModel in a `tf.compat.v1` Session and reports, for an
+inference forward pass and for a training step (SGD on a squared-output loss):
 
   * the op types of the graph that actually ran (grappler's output, from
     `RunMetadata.partition_graphs`): total compute ops, fused MatMuls
@@ -27,7 +27,6 @@ import argparse
 import collections
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -36,6 +35,7 @@ if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position
+from bench import children  # noqa: E402
 from trainer import cpu_features  # noqa: E402  (pure Python)
 
 # Model sizes: "minilm" is all-MiniLM-L6-v2's encoder.
@@ -96,7 +96,7 @@ def _build(config_name, fused, training, batch, length,
   """Graph with BertModel (fused or not); returns (inputs, output, train_op)."""
   import numpy as np
   import tensorflow as tf
-  from trainer import fused_ops
+  from trainer.model import fused_ops
   from trainer.tf_compat import modeling
   tf1 = tf.compat.v1
   bert_config = modeling.BertConfig(hidden_dropout_prob=0.0,
@@ -182,8 +182,8 @@ def run_setting(args, onednn, fused, training, bf16):
   command = [sys.executable, "-m", "bench.op_profile", "--child",
              json.dumps([args.config, fused, training, bf16, args.batch,
                          args.length, args.runs])]
-  result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=True,
-                          capture_output=True, text=True)
+  result = children.run_child(command, cwd=REPO_ROOT, env=env, check=True,
+                              capture_output=True, text=True)
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 

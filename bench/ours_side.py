@@ -5,7 +5,7 @@
   `predict`  `train_lib.run(do_predict)` on the trained output_dir, from a
              cold start to the prediction files written;
   `latency`  one sentence through the exported SavedModel's serving_default
-             in this process (`serving.transports.SavedModelTransport`,
+             in this process (`serving.client.transports.SavedModelTransport`,
              latency thread mode unless the spec's "thread_mode" says
              otherwise), word-pieces included.
 
@@ -57,7 +57,7 @@ def _record_step_ends(times: List[float]) -> None:
 def config_for(spec: Dict[str, Any], **fields):
   """The NerConfig of one measurement: the checkpoint, batch 32, full
   fine-tuning, then the spec's "ours_config", then `fields`."""
-  from trainer import train_lib
+  from trainer.run import train_lib
   checkpoint = spec["checkpoint_dir"]
   settings = dict(
       output_dir=spec["output_dir"], train_file=spec["train_file"],
@@ -76,7 +76,7 @@ def config_for(spec: Dict[str, Any], **fields):
 
 def train(spec: Dict[str, Any]) -> Dict[str, Any]:
   """`train_lib.run` with bucketing (or one fixed length); steady rates."""
-  from trainer import train_lib
+  from trainer.run import train_lib
   times = []
   _record_step_ends(times)
   fields = dict(do_train=True,
@@ -103,7 +103,7 @@ def _mean_pieces(spec: Dict[str, Any]) -> float:
 
 def predict(spec: Dict[str, Any]) -> Dict[str, Any]:
   """`train_lib.run(do_predict)` on the trained output_dir, cold start."""
-  from trainer import train_lib
+  from trainer.run import train_lib
   times = []
   _record_step_ends(times)
   start = time.perf_counter()
@@ -116,11 +116,11 @@ def predict(spec: Dict[str, Any]) -> Dict[str, Any]:
 def latency(spec: Dict[str, Any]) -> Dict[str, Any]:
   """Exports, loads the SavedModel in process, times single sentences."""
   import numpy as np
-  from serving import transports
-  from trainer import features as features_lib
+  from serving.client import transports
+  from trainer.features import windows as features_lib
   from trainer import schema
-  from trainer import tokenization
-  from trainer import train_lib
+  from trainer.features import tokenization
+  from trainer.run import train_lib
   config = config_for(spec, do_export=True, export_dir=os.path.join(
       spec["output_dir"], "latency_export"))
   model = transports.SavedModelTransport(

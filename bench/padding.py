@@ -25,7 +25,7 @@ if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position,import-outside-toplevel
-from trainer import features as features_lib  # noqa: E402
+from trainer.features import windows as features_lib  # noqa: E402
 
 DEFAULT_LAYOUTS = (
     f"before:8:8,cpu:{features_lib.DEFAULT_NUM_BUCKETS}:"
@@ -49,9 +49,9 @@ def parse_layouts(text):
 def training_features(args, folder):
   """(feature file, windows, length histogram) of --data_file, built by
   `RunInputs` exactly as a training run with these settings builds them."""
-  from trainer import input_pipeline
-  from trainer import train_lib
-  from trainer.run_inputs import RunInputs
+  from trainer.features import input_pipeline
+  from trainer.run import train_lib
+  from trainer.run.run_inputs import RunInputs
   config = train_lib.NerConfig(
       output_dir=folder, train_file=args.data_file, do_train=True,
       bert_config_file=os.path.join(args.checkpoint_dir, "bert_config.json"),
@@ -66,7 +66,7 @@ def training_features(args, folder):
 def epoch_padding(path, boundaries, batch_size, max_seq_length, num_windows,
                   seed=0):
   """(padding share, batches) of one epoch of shuffled bucketed batches."""
-  from trainer import input_pipeline
+  from trainer.features import input_pipeline
   from trainer import schema
   dataset = input_pipeline.input_fn_builder(
       path, is_training=True, batch_size=batch_size,

@@ -23,11 +23,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from serving import client as client_lib
-from serving import local_server
-from trainer import export_versions
+from serving.client import client as client_lib
+from serving.client import transports
+from serving.server import local_server
+from trainer.export import export_versions
 from trainer import schema
-from trainer.sample_data import sample_data_dir
+from trainer.data.sample_data import sample_data_dir
 
 
 def read_sentences(path: str) -> List[str]:
@@ -90,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "mean_chars": round(float(np.mean([len(s) for s in sentences])),
                                 1)}
   with client_lib.NerClient(
-      transport=client_lib.SavedModelTransport(args.export_dir),
+      transport=transports.SavedModelTransport(args.export_dir),
       **settings) as ner:
     result["in_process"] = measure(ner, sentences, args.single_requests,
                                    args.batch_size, args.batches)

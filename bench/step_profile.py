@@ -4,8 +4,8 @@
     python -m bench.step_profile --config tiny --length 8 --runs 1
 
 Builds what `--nofreeze_bert` trains: `bert.modeling.BertModel` with its
-dropout, `trainer.fused_ops` as installed by the trainer, a dense tag layer
-and the trainer's own `optimization.create_train_op` (AdamW with decoupled
+dropout, `trainer.model.fused_ops` as installed by the trainer, a dense tag
+layer and the trainer's own `optimization.create_train_op` (AdamW with decoupled
 decay through fused kernels, global-norm clipping). Random ids, batch x
 length tokens, no padding. After warm-up steps it times `--runs` steps, then
 traces one with `RunOptions.FULL_TRACE` and sums each executed node's wall
@@ -122,8 +122,8 @@ def profile(config_name: str, batch: int, length: int, runs: int,
   """Times `runs` training steps and traces one; returns a JSON-able dict."""
   import numpy as np
   import tensorflow as tf
-  from trainer import fused_ops
-  from trainer import optimization
+  from trainer.model import fused_ops
+  from trainer.model import optimization
   from trainer.tf_compat import modeling
   tf1 = tf.compat.v1
   tf1.disable_eager_execution()

@@ -32,13 +32,13 @@ sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=wrong-import-position
 from bench import conll2003 as conll_bench  # noqa: E402
-from trainer import estimator_lib  # noqa: E402
-from trainer import features as features_lib  # noqa: E402
-from trainer import input_pipeline  # noqa: E402
+from trainer.training import estimator_lib  # noqa: E402
+from trainer.features import windows as features_lib  # noqa: E402
+from trainer.features import input_pipeline  # noqa: E402
 from trainer import schema  # noqa: E402
-from trainer import tokenization  # noqa: E402
-from trainer import train_lib  # noqa: E402
-from trainer.run_inputs import RunInputs  # noqa: E402
+from trainer.features import tokenization  # noqa: E402
+from trainer.run import train_lib  # noqa: E402
+from trainer.run.run_inputs import RunInputs  # noqa: E402
 
 FLAGS = flags.FLAGS
 tf1 = tf.compat.v1

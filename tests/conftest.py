@@ -7,6 +7,7 @@ tests cannot change it.
 """
 
 from tests.tiny_bert import frozen  # noqa: F401  pylint: disable=unused-import
+from tests.tiny_bert import frozen_checkpoint  # noqa: F401  pylint: disable=unused-import
 from tests.tiny_bert import workspace  # noqa: F401  pylint: disable=unused-import
 from trainer import cpu_features
 

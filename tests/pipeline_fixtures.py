@@ -60,14 +60,15 @@ def assert_served_like_predict(summary, compare_entities=False):
   Tags must be equal, per-word scores equal to 1e-5; with compare_entities
   the entity spans too (their scores, rounded to 6 digits, to 1e-5).
   """
-  from serving import client as client_lib  # pylint: disable=import-outside-toplevel
+  from serving.client import client as client_lib  # pylint: disable=import-outside-toplevel
+  from serving.client import transports  # pylint: disable=import-outside-toplevel
   with open(summary["predict"]["jsonl"], encoding="utf-8") as reader:
     expected = [json.loads(line) for line in reader]
   texts = [record["text"] for record in expected]
   for signature in ("predict_examples", "serving_default"):
     client = client_lib.NerClient(
         export_dir=summary["export"], signature=signature,
-        transport=client_lib.SavedModelTransport(summary["export"]))
+        transport=transports.SavedModelTransport(summary["export"]))
     served = client.predict_records(texts)
     assert [r["tags"] for r in served] == [r["tags"] for r in expected]
     for got, want in zip(served, expected):

@@ -5,7 +5,7 @@ import json
 import os
 from typing import Optional
 
-from trainer import metrics
+from trainer.evaluation import metrics
 
 # Dev predictions (token gold predicted). Tokens hold HTML specials on purpose.
 EVAL_PREDICTIONS = """\

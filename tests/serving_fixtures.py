@@ -21,11 +21,11 @@ import urllib.request
 
 import tensorflow as tf
 
-from serving import model_manager
-from serving import rest_api
-from trainer import export as export_lib
+from serving.server import model_manager
+from serving.server import rest_api
+from trainer.export import exporter as export_lib
 from trainer import schema
-from trainer import train_lib
+from trainer.run import train_lib
 
 TINY_CONFIG = {
     "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -137,12 +137,9 @@ def test_children_run_in_their_own_modules():
   assert output.stdout.strip() == "[]"
 
 
-_TINY_BERT = {"vocab_size": 0, "hidden_size": 16, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 24,
-              "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-              "attention_probs_dropout_prob": 0.1,
-              "max_position_embeddings": 128, "type_vocab_size": 2,
-              "initializer_range": 0.02}
+# The bench's tiny BERT: tests.tiny_bert's, narrower, with 128 positions.
+_TINY_BERT = {"hidden_size": 16, "intermediate_size": 24,
+              "max_position_embeddings": 128}
 _VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "rejects",
           "german", "call", "to", "boycott", "british", "lamb", "peter", "."]
 _SENTENCES = [(["EU", "rejects", "German", "call", "."],
@@ -153,13 +150,10 @@ _SENTENCES = [(["EU", "rejects", "German", "call", "."],
 
 def _tiny_checkpoint_and_data(tmp_path):
   """A Google-layout tiny BERT checkpoint and a CoNLL folder."""
-  from tests.tiny_bert import save_random_bert  # pylint: disable=g-import-not-at-top
+  from tests.tiny_bert import write_checkpoint_dir  # pylint: disable=C0415
   checkpoint_dir = tmp_path / "ckpt"
   checkpoint_dir.mkdir()
-  (checkpoint_dir / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
-  config = dict(_TINY_BERT, vocab_size=len(_VOCAB))
-  (checkpoint_dir / "bert_config.json").write_text(json.dumps(config))
-  save_random_bert(str(checkpoint_dir / "bert_model.ckpt"), config)
+  write_checkpoint_dir(checkpoint_dir, _VOCAB, **_TINY_BERT)
   data_dir = tmp_path / "data"
   data_dir.mkdir()
   for split in ("train", "test"):
@@ -286,15 +280,14 @@ def test_padding_layouts_parse_and_refuse_bad_entries():
 
 def test_padding_counts_one_epoch_of_real_batches(tmp_path):
   from bench import padding  # pylint: disable=g-import-not-at-top
+  from tests.tiny_bert import write_model_files  # pylint: disable=C0415
   data = tmp_path / "train.txt"
   # Windows of 2 + words pieces: lengths 3 (x4), 5 (x2) and 9 (x2).
   sentences = [["eu"]] * 4 + [["eu", "call", "."]] * 2 + [["peter"] * 7] * 2
   vs_pytorch.write_conll(str(data), sentences,
                          [["O"] * len(words) for words in sentences])
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "eu", "call", ".", "peter"]
-  (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-  (tmp_path / "bert_config.json").write_text(json.dumps(
-      dict(_TINY_BERT, vocab_size=len(vocab))))
+  write_model_files(tmp_path, vocab, **_TINY_BERT)
   result = padding.main([
       "--data_file", str(data), "--checkpoint_dir", str(tmp_path),
       "--batch_size",
@@ -342,34 +335,127 @@ def _cmdline(pid):
     return ""
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
-def test_conll_fresh_process_worker_ends_with_a_terminated_parent():
-  from bench import conll2003  # pylint: disable=g-import-not-at-top
-  assert conll2003.run_in_fresh_process(max, 1, 2) == 2
-  parent = subprocess.Popen(
-      [sys.executable, "-c", "import time\nfrom bench import conll2003\n"
-       "conll2003.run_in_fresh_process(time.sleep, 120)"],
-      cwd=REPO_ROOT)
+def _terminate_parent_and_find_orphans(parent_code, is_child):
+  """Starts `python -c parent_code`, SIGTERMs it once it has a child.
+
+  Args:
+    parent_code: str, Python that starts a child through bench.children.
+    is_child: cmdline -> bool, which children of the parent to wait for.
+
+  Returns:
+    (the parent's exit code, the pids of its children still alive 15 s
+    after it exited).
+  """
+  parent = subprocess.Popen([sys.executable, "-c", parent_code],
+                            cwd=REPO_ROOT)
   children = []
   try:
     deadline = time.time() + 60
     while time.time() < deadline and not any(
-        "spawn_main" in _cmdline(pid) for pid in children):
-      time.sleep(0.2)
+        is_child(_cmdline(pid)) for pid in children):
+      time.sleep(0.1)
       children = _children(parent.pid)
-    assert any("spawn_main" in _cmdline(pid) for pid in children), children
+    assert any(is_child(_cmdline(pid)) for pid in children), children
     parent.send_signal(signal.SIGTERM)
     code = parent.wait(timeout=30)
     deadline = time.time() + 15
     while time.time() < deadline and any(map(_alive, children)):
-      time.sleep(0.2)
-    assert not [pid for pid in children if _alive(pid)]  # no orphan
-    assert code == 128 + signal.SIGTERM
+      time.sleep(0.1)
+    return code, [pid for pid in children if _alive(pid)]
   finally:
     parent.kill()
     for pid in children:
       if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_fresh_process_worker_ends_with_a_terminated_parent():
+  from bench import children  # pylint: disable=g-import-not-at-top
+  assert children.run_in_fresh_process(max, 1, 2) == 2
+  code, orphans = _terminate_parent_and_find_orphans(
+      "import time\nfrom bench import children\n"
+      "children.run_in_fresh_process(time.sleep, 120)",
+      lambda cmdline: "spawn_main" in cmdline)
+  assert not orphans  # the pool was terminated on the way out
+  assert code == 128 + signal.SIGTERM
+
+
+_SLEEPING_CHILD = "import time; time.sleep(120)"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+@pytest.mark.parametrize("parent_code, child_marker", [
+    # The helper itself, with a child that sleeps.
+    ("import sys\nfrom bench import children\n"
+     f"children.run_child([sys.executable, '-c', {_SLEEPING_CHILD!r}])",
+     _SLEEPING_CHILD),
+    # op_profile's measurement child (TensorFlow import, then 10^6 runs).
+    ("import argparse\nfrom bench import op_profile\n"
+     "op_profile.run_setting(argparse.Namespace(config='tiny', batch=1, "
+     "length=4, runs=10**6), False, False, False, False)",
+     "bench.op_profile\0--child"),
+], ids=["run_child", "op_profile"])
+def test_run_child_ends_the_child_with_a_terminated_parent(parent_code,
+                                                          child_marker):
+  code, orphans = _terminate_parent_and_find_orphans(
+      parent_code, lambda cmdline: child_marker in cmdline)
+  assert not orphans, "the child outlived its SIGTERMed parent"
+  assert code == 128 + signal.SIGTERM
+
+
+def test_sigterm_handler_is_restored_after_the_children():
+  from bench import children  # pylint: disable=g-import-not-at-top
+  previous = signal.getsignal(signal.SIGTERM)
+  assert children.run_child([sys.executable, "-c", "print(2 + 3)"],
+                            capture_output=True, text=True,
+                            check=True).stdout == "5\n"
+  assert children.run_in_fresh_process(max, 1, 2) == 2
+  assert signal.getsignal(signal.SIGTERM) is previous
+  with children.sigterm_as_system_exit():
+    with pytest.raises(SystemExit) as stop:
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(5)  # the handler raises before this ends
+  assert stop.value.code == 128 + signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) is previous
+
+
+class _Recorder:
+  """Stands in for `children.run_child`; records each command."""
+
+  def __init__(self, stdout):
+    self.commands, self.stdout = [], stdout
+
+  def __call__(self, command, **kwargs):
+    self.commands.append(command)
+    return subprocess.CompletedProcess(command, 0, self.stdout, "")
+
+
+def test_bench_scripts_start_their_children_through_the_helper(monkeypatch):
+  import argparse  # pylint: disable=g-import-not-at-top
+  from bench import children  # pylint: disable=g-import-not-at-top
+  from bench import op_profile  # pylint: disable=g-import-not-at-top
+  recorder = _Recorder(vs_pytorch.RESULT_PREFIX + '{"p50_ms": 1.0}\n')
+  monkeypatch.setattr(children, "run_child", recorder)
+  result = vs_pytorch.launch({"framework": "hf", "measure": "latency"},
+                             argparse.Namespace(onednn="default"))
+  assert result["p50_ms"] == 1.0
+  recorder.stdout = '{"ms": 2.0}\n'
+  assert op_profile.run_setting(argparse.Namespace(
+      config="tiny", batch=1, length=4, runs=1), False, False, False,
+      False) == {"ms": 2.0}
+  assert [command[1:4] for command in recorder.commands] == [
+      ["-m", "bench.hf_peer", "--child"], ["-m", "bench.op_profile",
+                                           "--child"]]
+  # No bench script starts a child any other way (one copy of the rule).
+  bench_dir = os.path.join(REPO_ROOT, "bench")
+  for name in sorted(os.listdir(bench_dir)):
+    if name.endswith(".py") and name != "children.py":
+      with open(os.path.join(bench_dir, name), encoding="utf-8") as reader:
+        source = reader.read()
+      for call in ("subprocess.run(", "subprocess.Popen(", ".Pool(",
+                   "signal.signal("):
+        assert call not in source, (name, call)
 
 
 @pytest.mark.parametrize("name, op_type, part", [
@@ -433,3 +519,42 @@ def test_step_profile_runs_a_tiny_training_step(tmp_path):
   assert abs(sum(row["share"] for row in parts.values()) - 1.0) < 1e-3
   assert saved["command"].startswith("python -m bench.step_profile --config")
   assert "| matmul |" in result.stdout
+
+
+def _seed_run(seed, dev_f1, test_f1, test_per, seconds):
+  return {"mode": "full", "settings": {"seed": seed}, "seed": seed,
+          "train_seconds": seconds, "train_sentences_per_second": 100.0,
+          "train_pieces_per_second": None, "cache_build_seconds": None,
+          "dev": {"precision": dev_f1, "recall": dev_f1, "f1": dev_f1,
+                  "per_type_f1": {"PER": dev_f1}},
+          "test": {"precision": 0.5, "recall": test_f1, "f1": test_f1,
+                   "per_type_f1": {"LOC": test_per, "PER": 1.0}}}
+
+
+def test_conll_seeds_aggregate_mean_and_spread_exactly():
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  runs = [_seed_run(1, 0.5, 0.25, 0.0, 10.0),
+          _seed_run(2, 0.75, 0.5, 0.5, 20.0),
+          _seed_run(3, 1.0, 0.75, 1.0, 60.0)]
+  result = conll2003.aggregate(runs)
+  assert result["seeds"] == [1, 2, 3]
+  assert result["dev"]["f1"] == 0.75 and result["test"]["f1"] == 0.5
+  assert result["test"]["precision"] == 0.5
+  assert result["spread"]["test_f1"] == {"mean": 0.5, "std": 0.25,
+                                         "min": 0.25, "max": 0.75, "n": 3}
+  assert result["spread"]["test_precision"]["std"] == 0.0
+  assert result["test"]["per_type_f1"] == {"LOC": 0.5, "PER": 1.0}
+  assert result["dev"]["per_type_f1"] == {"PER": 0.75}
+  assert result["train_seconds"] == 30.0
+  assert result["train_pieces_per_second"] is None  # not measured: kept
+  assert "seed" not in result and result["runs"] == runs
+  assert runs[0]["test"]["f1"] == 0.25  # the inputs are left as they were
+  row = conll2003.markdown([result]).split("\n")[2]
+  assert "| 0.7500 ± 0.2500 (3 seeds) |" in row
+  assert "| 0.5000 ± 0.2500 (3 seeds) |" in row
+
+
+def test_conll_spread_of_one_run_has_no_deviation():
+  from bench import conll2003  # pylint: disable=g-import-not-at-top
+  assert conll2003.spread([0.9]) == {"mean": 0.9, "std": 0.0, "min": 0.9,
+                                     "max": 0.9, "n": 1}

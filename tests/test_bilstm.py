@@ -1,6 +1,7 @@
-"""trainer.bilstm against the `LSTMCell` + `bidirectional_dynamic_rnn` it replaces.
+"""trainer.model.bilstm against the `LSTMCell` + `bidirectional_dynamic_rnn` it
+replaces.
 
-`reference_bilstm` is the implementation `model._bilstm` had before, kept
+`reference_bilstm` is the implementation `heads._bilstm` had before, kept
 here as the oracle: the new one must create the same variables and compute
 the same outputs and gradients, and checkpoints of either must load.
 """
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import bilstm
-from trainer import model
+from trainer.model import bilstm
+from trainer.model import heads
 
 tf1 = tf.compat.v1
 
@@ -19,7 +20,7 @@ UNITS = 4
 
 def reference_bilstm(inputs, lengths, units, num_layers, dropout=0.0,
                      is_training=False):
-  """The former `model._bilstm`: LSTMCells in bidirectional_dynamic_rnn."""
+  """The former `heads._bilstm`: LSTMCells in bidirectional_dynamic_rnn."""
   outputs = inputs
   for layer in range(num_layers):
     with tf1.variable_scope(f"bilstm_{layer}"):
@@ -133,7 +134,7 @@ def test_checkpoint_of_the_lstm_cell_graph_restores(tmp_path):
   for name, build in (("old", reference_bilstm),
                       ("new", bilstm.stacked_bilstm)):
     with tf.Graph().as_default():
-      with tf1.variable_scope(model.HEAD_SCOPE):
+      with tf1.variable_scope(heads.HEAD_SCOPE):
         output = build(tf.constant(inputs), tf.constant(lengths), UNITS, 2)
       saver = tf1.train.Saver()
       with tf1.Session() as session:
@@ -150,14 +151,14 @@ def test_checkpoint_of_the_lstm_cell_graph_restores(tmp_path):
 
 def test_dropout_between_layers_only_while_training():
   inputs = np.random.RandomState(0).normal(size=[2, 4, 6]).astype(np.float32)
-  head = model.HeadConfig(kind="bilstm_crf", lstm_units=UNITS, lstm_layers=2,
+  head = heads.HeadConfig(kind="bilstm_crf", lstm_units=UNITS, lstm_layers=2,
                           dropout=0.5)
   results = {}
   with tf.Graph().as_default():
     tf1.set_random_seed(1)
     for is_training in (False, True):
       with tf1.variable_scope("head", reuse=tf1.AUTO_REUSE):
-        results[is_training] = model._bilstm(  # pylint: disable=protected-access
+        results[is_training] = heads._bilstm(  # pylint: disable=protected-access
             tf.constant(inputs), tf.constant([4, 2]), head, is_training)
     with tf1.Session() as session:
       session.run(tf1.global_variables_initializer())

@@ -8,9 +8,9 @@ the test's tmp folder. Skips without Chromium, chromedriver or selenium.
 
 import pytest
 
-from serving import client
-from serving import demo
-from serving import local_server
+from serving.client import client
+from serving.demo import endpoint as demo
+from serving.server import local_server
 from tests import browser
 from tests import serving_fixtures
 
@@ -114,7 +114,8 @@ def test_demo_page_shows_the_clients_entities(served, tmp_path):
       ("𠀀张三在北京工作。", False),
   ]
   with local_server.LocalModelServer("ner", served["export_dir"],
-                                     port=0) as server, client.NerClient(
+                                     port=0, mount=demo
+                                     ) as server, client.NerClient(
                                          f"127.0.0.1:{server.rest_port}",
                                          "ner", protocol="rest",
                                          export_dir=served["export_dir"],

@@ -16,9 +16,9 @@ import sys
 
 from tests import browser
 from trainer import schema
-from trainer import report_analysis
-from trainer import report_html
-from trainer.sample_data import sample_data_dir
+from trainer.report import analysis as report_analysis
+from trainer.report import page as report_html
+from trainer.data.sample_data import sample_data_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_STEPS = 120

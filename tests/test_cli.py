@@ -1,4 +1,6 @@
-"""trainer.cli: flags -> NerConfig, and what the command line prints on errors."""
+"""trainer.run.cli: flags -> NerConfig, and what the command line prints on
+errors.
+"""
 
 import dataclasses
 import errno
@@ -7,10 +9,10 @@ import os
 from absl import flags
 import pytest
 
-from trainer import cli
-from trainer import config as config_lib
+from trainer.run import cli
+from trainer.run import config as config_lib
 from trainer import gfile_io
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.errors import UserError
 
 FLAGS = flags.FLAGS

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
-from serving import client
-from serving import transports
+from serving.client import client
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "去", "北",
          "京", "ok", "##s"]
@@ -118,14 +117,6 @@ def test_read_export_assets_takes_the_latest_version(tmp_path):
   assert config == {"max_seq_length": 16}
 
 
-def test_client_names_its_transports():
-  assert client.PredictionError is transports.PredictionError
-  assert client.SavedModelTransport is transports.SavedModelTransport
-  assert client.GrpcTransport is transports.GrpcTransport
-  assert client.RestTransport is transports.RestTransport
-  assert client.PROTOCOLS == ("grpc", "rest")
-
-
 def test_cli_needs_texts(capsys):
   with pytest.raises(SystemExit):
     client.parse_args(["--server", "localhost:1"])
@@ -136,9 +127,12 @@ def test_cli_needs_texts(capsys):
       ["a", "b"], "rest", "predict_examples")
 
 
-@pytest.mark.parametrize("module", ["serving.client", "serving.request_codec",
-                                    "serving.transports",
-                                    "trainer.export_versions"])
+@pytest.mark.parametrize("module", ["serving.client.client",
+                                    "serving.client.request_codec",
+                                    "serving.client.transports",
+                                    "serving.client.errors",
+                                    "serving.server.saved_model_session",
+                                    "trainer.export.export_versions"])
 def test_client_modules_import_without_tensorflow(module):
   """Finding an export and predict_text over REST need no TensorFlow."""
   assert_imports_without_tensorflow(module)

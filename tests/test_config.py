@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from trainer import config as config_lib
+from trainer.run import config as config_lib
 from trainer import schema
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.errors import UserError
 
 NerConfig = config_lib.NerConfig

@@ -1,4 +1,4 @@
-"""Tests for trainer.conll_reader."""
+"""Tests for trainer.data.formats.conll_reader."""
 
 import logging
 
@@ -6,9 +6,9 @@ import pytest
 
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import write
-from trainer import conll_reader
-from trainer.data_warnings import DataWarnings
-from trainer.reader_common import Sentence
+from trainer.data.formats import conll_reader
+from trainer.data.data_warnings import DataWarnings
+from trainer.data.formats.reader_common import Sentence
 
 
 def test_read_conll_english_fixture():

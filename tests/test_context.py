@@ -1,15 +1,17 @@
-"""Tests for trainer.context (document neighbours as context; pure Python)."""
+"""Tests for trainer.features.context (document neighbours as context; pure
+Python).
+"""
 
 
 import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
 from tests.reader_fixtures import write
-from trainer import context
-from trainer import conll_reader
-from trainer.features import NO_CONTEXT
-from trainer.features import SentenceContext
-from trainer.reader_common import Sentence
+from trainer.features import context
+from trainer.data.formats import conll_reader
+from trainer.features.windows import NO_CONTEXT
+from trainer.features.windows import SentenceContext
+from trainer.data.formats.reader_common import Sentence
 
 
 class LowerTokenizer:
@@ -145,7 +147,7 @@ def test_bad_settings_name_the_flag(pieces, scope, message):
 
 
 def test_importing_context_leaves_tensorflow_out():
-  assert_imports_without_tensorflow("trainer.context")
+  assert_imports_without_tensorflow("trainer.features.context")
 
 
 def test_describe_counts_documents_and_flags_unmarked_files():

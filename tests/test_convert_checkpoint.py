@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tests import hf_fixtures
-from trainer import convert_checkpoint
+from trainer.convert import convert_checkpoint
 from trainer import schema
 from trainer.tf_compat import modeling
 from trainer.tf_compat import tokenization
@@ -273,22 +273,9 @@ def test_pytorch_bin_without_torch_says_how_to_fix(tmp_path):
     assert part in str(error.value)
 
 
-def test_names_moved_by_the_split_are_still_importable_from_here():
-  # bench/, tests and users import these from trainer.convert_checkpoint.
-  from trainer import hf_model_files  # pylint: disable=g-import-not-at-top
-  from trainer import hf_weights  # pylint: disable=g-import-not-at-top
-  assert convert_checkpoint.find_hf_model_dir is hf_model_files.find_hf_model_dir
-  assert convert_checkpoint.load_hf_weights is hf_model_files.load_hf_weights
-  assert convert_checkpoint.map_weights is hf_weights.map_weights
-  assert convert_checkpoint.bert_config_from_hf is (
-      hf_weights.bert_config_from_hf)
-  assert convert_checkpoint.WeightSpec is hf_weights.WeightSpec
-  assert convert_checkpoint.CHECKPOINT_PREFIX == "bert_model.ckpt"
-
-
 def test_importing_defines_no_flags():
   # In a fresh interpreter: other tests define the runner's flags in this one.
-  code = ("from absl import flags; import trainer.convert_checkpoint; "
+  code = ("from absl import flags; import trainer.convert.convert_checkpoint; "
           "print(sorted(f for f in ('hf_model_dir', 'output_dir') "
           "if f in flags.FLAGS))")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True,

@@ -111,8 +111,8 @@ def test_does_not_import_tensorflow():
 
 def _validate_bf16(monkeypatch, cpuinfo, onednn=True, **fields):
   """NerConfig(use_bf16=True, ...).validate() on a CPU described by text."""
-  from trainer import config as config_lib  # imports TensorFlow
-  from trainer import fused_ops
+  from trainer.run import config as config_lib  # imports TensorFlow
+  from trainer.model import fused_ops
   monkeypatch.setattr(cpu_features, "read_cpuinfo", lambda *_: cpuinfo)
   monkeypatch.setattr(fused_ops, "onednn_enabled", lambda: onednn)
   config_lib.NerConfig(do_train=True, use_bf16=True, **fields).validate()

@@ -1,4 +1,4 @@
-"""Tests for trainer.crf, checked against brute-force enumeration."""
+"""Tests for trainer.model.crf, checked against brute-force enumeration."""
 
 import itertools
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import crf
-from trainer import tag_schemes
+from trainer.model import crf
+from trainer.data import tag_schemes
 
 tf1 = tf.compat.v1
 

@@ -1,10 +1,12 @@
-"""Tests for trainer.data_checks: suffix-digit layout and mixed tag schemes."""
+"""Tests for trainer.data.data_checks: suffix-digit layout and mixed tag
+schemes.
+"""
 
 import pytest
 
-from trainer import data_checks
-from trainer.data_warnings import DataWarnings
-from trainer.reader_common import Sentence
+from trainer.data import data_checks
+from trainer.data.data_warnings import DataWarnings
+from trainer.data.formats.reader_common import Sentence
 
 
 @pytest.mark.parametrize("token, expected", [

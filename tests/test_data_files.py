@@ -1,12 +1,12 @@
-"""Tests for trainer.data_files: split files found by name."""
+"""Tests for trainer.data.data_files: split files found by name."""
 
 import os
 
 import pytest
 
 from tests.reader_fixtures import write
-from trainer import data_files
-from trainer.sample_data import sample_data_dir
+from trainer.data import data_files
+from trainer.data.sample_data import sample_data_dir
 
 
 def _folder(tmp_path, *names):
@@ -63,6 +63,12 @@ def test_common_corpus_names(tmp_path, names, expected):
 def test_a_folder_named_like_a_split_is_not_a_file(tmp_path):
   os.makedirs(str(tmp_path / "corpus.train"))
   assert _found(tmp_path)["train"] is None
+
+
+def test_split_flags_name_the_config_fields():
+  # The one table of split -> flag; run_inputs reads the config through it.
+  assert data_files.SPLIT_FLAGS == {"train": "train_file", "dev": "eval_file",
+                                    "test": "predict_file"}
 
 
 def test_two_pattern_matches_are_an_error(tmp_path):

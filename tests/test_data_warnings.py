@@ -1,10 +1,10 @@
-"""Tests for trainer.data_warnings: the collector readers fill."""
+"""Tests for trainer.data.data_warnings: the collector readers fill."""
 
 import logging
 
-from trainer import data_warnings
-from trainer.data_warnings import DataWarning
-from trainer.data_warnings import DataWarnings
+from trainer.data import data_warnings
+from trainer.data.data_warnings import DataWarning
+from trainer.data.data_warnings import DataWarnings
 
 
 def _three_spans_and_a_scheme():

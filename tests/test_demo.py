@@ -14,12 +14,12 @@ import urllib.request
 import grpc
 import pytest
 
-from serving import client
-from serving import demo
-from serving import local_server
-from serving import model_manager
+from serving.client import client
+from serving.demo import endpoint as demo
+from serving.server import local_server
 from tests import serving_fixtures
 from trainer import schema
+from serving.server import input_checks
 
 TIMEOUT_S = 30.0
 # CJK, spaces, a text longer than one window, Latin word-pieces, an English
@@ -36,7 +36,7 @@ def served():
 @pytest.fixture(scope="module")
 def server(served):
   with local_server.LocalModelServer("ner", served["export_dir"],
-                                     port=0) as running:
+                                     port=0, mount=demo) as running:
     yield running
 
 
@@ -157,7 +157,7 @@ class _FakeManager:
   model_name = "<script>alert('x')</script>&"
 
   def get(self, unused_name, unused_version=None):
-    raise model_manager.ServingError(
+    raise input_checks.ServingError(
         grpc.StatusCode.NOT_FOUND,
         "No version of <b>x</b> is loaded yet.")
 
@@ -194,7 +194,7 @@ def test_pipeline_plan(tmp_path, served):
   assert signature == "predict_text"
   assert notice.startswith("This export has no assets/vocab.txt, so the demo "
                            "cannot split words like the client.")
-  with pytest.raises(model_manager.ServingError) as caught:
+  with pytest.raises(input_checks.ServingError) as caught:
     demo.pipeline_plan(str(bare), ["serving_default", "predict_examples"])
   assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
   assert caught.value.message.startswith(
@@ -206,7 +206,7 @@ def test_export_without_vocab_says_so_and_uses_predict_text(tmp_path, served):
   version_dir = _version_without(tmp_path, served, "assets/vocab.txt")
   texts = serving_fixtures.CJK_ONLY_PREDICT
   with local_server.LocalModelServer("ner", str(version_dir.parent),
-                                     port=0) as running:
+                                     port=0, mount=demo) as running:
     status, answer = _post_json(running.rest_port, {"texts": texts})
     _, _, page = _request(running.rest_port, "/")
     with client.NerClient(f"127.0.0.1:{running.rest_port}", "ner",

@@ -1,11 +1,11 @@
-"""Tests for serving.demo_page: the template and its inline script."""
+"""Tests for serving.demo.page: the template and its inline script."""
 
 import re
 
 import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
-from serving import demo_page
+from serving.demo import page as demo_page
 
 ARGS = {"model": "ner", "version": "version 3", "notice": "",
         "notice_hidden": " hidden", "max_chars": "5,000",
@@ -73,4 +73,4 @@ def test_script_colors_and_element_ids():
 
 
 def test_demo_page_does_not_import_tensorflow():
-  assert_imports_without_tensorflow("serving.demo_page")
+  assert_imports_without_tensorflow("serving.demo.page")

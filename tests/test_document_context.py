@@ -16,25 +16,20 @@ from tests.pipeline_fixtures import DOCSTART
 from tests.pipeline_fixtures import JOHN_LIVES_IN_NEW_YORK
 from tests.pipeline_fixtures import MARY_WENT_TO_PARIS
 from tests.pipeline_fixtures import THE_UN_MET
-from trainer import features
-from trainer import input_pipeline
-from trainer import labels as labels_lib
-from trainer import readers
-from trainer import run_inputs
+from tests.tiny_bert import write_model_files
+from tests.tiny_bert import write_text
+from trainer.features import windows as windows_lib
+from trainer.features import input_pipeline
+from trainer.data import labels as labels_lib
+from trainer.data import readers
+from trainer.run import run_inputs
 from trainer import schema
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.errors import UserError
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in",
          "paris", "mary", "new", "york", "city", "went", "to", "the", "un",
          "met", "."]
-TINY_CONFIG = {
-    "vocab_size": len(VOCAB), "hidden_size": 32, "num_hidden_layers": 1,
-    "num_attention_heads": 2, "intermediate_size": 37, "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 64, "type_vocab_size": 2,
-    "initializer_range": 0.02,
-}
 # Document 1 holds two sentences, document 2 one.
 SMALL = ("-DOCSTART- -X- -X- O\n\nJohn B-PER\nlives O\n\nin O\nParis B-LOC\n\n"
          "-DOCSTART- -X- -X- O\n\nMary B-PER\n")
@@ -44,22 +39,16 @@ TRAIN = "\n".join([
     "Mary B-PER\nlives O\nin O\nParis B-LOC\n. O\n"])
 
 
-def _write(path, text):
-  path.write_text(text, encoding="utf-8")
-  return str(path)
-
-
 @pytest.fixture()
 def model_files(tmp_path):
-  return (_write(tmp_path / "bert_config.json", json.dumps(TINY_CONFIG)),
-          _write(tmp_path / "vocab.txt", "".join(v + "\n" for v in VOCAB)))
+  return write_model_files(tmp_path, VOCAB)
 
 
 def _config(tmp_path, model_files, train_text, **settings):
   data_dir = tmp_path / "data"
   data_dir.mkdir(exist_ok=True)
   for name in ("train.txt", "dev.txt", "test.txt"):
-    _write(data_dir / name, train_text)
+    write_text(data_dir / name, train_text)
   bert_config, vocab = model_files
   values = dict(output_dir=str(tmp_path / "out"), data_dir=str(data_dir),
                 bert_config_file=bert_config, vocab_file=vocab,
@@ -129,7 +118,7 @@ def test_no_context_keeps_the_cache_key_and_the_feature_bytes(tmp_path,
   # Sentence-at-a-time conversion, as before: the same bytes.
   label_ids = labels_lib.label_map(inputs.labels)
   legacy = [window for index, sentence in enumerate(inputs.sentences("dev"))
-            for window in features.convert_sentence(
+            for window in windows_lib.convert_sentence(
                 sentence.tokens, [label_ids[t] for t in sentence.tags], index,
                 inputs.tokenizer, 10, 3)]
   legacy_path = str(tmp_path / "legacy.tfrecord")
@@ -164,9 +153,8 @@ def test_bad_context_flags_fail_before_any_work(tmp_path, model_files,
 def trained(tmp_path_factory):
   """Trains with context_pieces 8, evaluates, predicts and exports once."""
   tmp_path = tmp_path_factory.mktemp("context_model")
-  bert_config = _write(tmp_path / "bert_config.json", json.dumps(TINY_CONFIG))
-  vocab = _write(tmp_path / "vocab.txt", "".join(v + "\n" for v in VOCAB))
-  config = _config(tmp_path, (bert_config, vocab), TRAIN, max_seq_length=16,
+  config = _config(tmp_path, write_model_files(tmp_path, VOCAB), TRAIN,
+                   max_seq_length=16,
                    context_pieces=8, do_eval=True, do_predict=True,
                    do_export=True, train_batch_size=2, eval_batch_size=2,
                    predict_batch_size=3, learning_rate=1e-2,
@@ -190,11 +178,12 @@ def _documents(trained):
 
 
 def _client(trained, **settings):
-  from serving import client as client_lib  # pylint: disable=import-outside-toplevel
+  from serving.client import client as client_lib  # pylint: disable=import-outside-toplevel
+  from serving.client import transports  # pylint: disable=import-outside-toplevel
   export_dir = trained["summary"]["export"]
   return client_lib.NerClient(
       export_dir=export_dir,
-      transport=client_lib.SavedModelTransport(export_dir), **settings)
+      transport=transports.SavedModelTransport(export_dir), **settings)
 
 
 def _assert_same_predictions(got, want):

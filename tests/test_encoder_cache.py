@@ -1,4 +1,6 @@
-"""trainer.encoder_cache: building, storing and reading cached BERT features."""
+"""trainer.features.encoder_cache: building, storing and reading cached BERT
+features.
+"""
 
 import glob
 import json
@@ -13,14 +15,15 @@ import tensorflow as tf
 from tests.tiny_bert import checkpoint_variables
 from tests.tiny_bert import frozen_config
 from tests.tiny_bert import save_random_bert
-from trainer import config as config_lib
-from trainer import encoder_cache
-from trainer import features
-from trainer import input_pipeline
-from trainer import model
+from trainer.run import config as config_lib
+from trainer.features import encoder_cache
+from trainer.features import windows as windows_lib
+from trainer.features import input_pipeline
+from trainer.model import heads as heads_lib
 from trainer import schema
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.tf_compat import modeling
+from trainer.run import cached_input
 
 tf1 = tf.compat.v1
 
@@ -31,7 +34,7 @@ TINY_BERT = dict(vocab_size=20, hidden_size=32, num_hidden_layers=2,
 
 def _window(index, ids, labels, positions):
   length = len(ids)
-  return features.WindowFeatures(index, 0, tuple(ids), (1,) * length,
+  return windows_lib.WindowFeatures(index, 0, tuple(ids), (1,) * length,
                                  (0,) * length, tuple(labels),
                                  tuple(positions), (0,) * length)
 
@@ -90,7 +93,8 @@ def _build(files, head, name, batch_size=3):
 
 @pytest.mark.parametrize("combination", ["concat", "mean"])
 def test_build_stores_word_start_layers_and_labels(files, combination):
-  head = model.HeadConfig(bert_layers=(-1, 0), layer_combination=combination)
+  head = heads_lib.HeadConfig(bert_layers=(-1, 0),
+                              layer_combination=combination)
   prefix, meta = _build(files, head, f"built-{combination}")
   stored = 1 if combination == "mean" else 2
   assert meta["num_windows"] == 7 and meta["num_words"] == sum(WORDS) == 13
@@ -116,7 +120,8 @@ def test_build_stores_word_start_layers_and_labels(files, combination):
 
 
 def test_memory_and_disk_stores_read_the_same_windows(files):
-  head = model.HeadConfig(bert_layers=(0, 1), layer_combination="scalar_mix")
+  head = heads_lib.HeadConfig(bert_layers=(0, 1),
+                              layer_combination="scalar_mix")
   prefix, _ = _build(files, head, "both", batch_size=2)
   memory = encoder_cache.FeatureStore(prefix, in_memory=True)
   disk = encoder_cache.FeatureStore(prefix, in_memory=False)
@@ -148,7 +153,7 @@ def _word_labels(batch):
 
 @pytest.mark.parametrize("boundaries", [[5], None])
 def test_cached_batches_are_the_feature_file_batches(files, boundaries):
-  head = model.HeadConfig(bert_layers=(-1,))
+  head = heads_lib.HeadConfig(bert_layers=(-1,))
   prefix, _ = _build(files, head, "batches")
   store = encoder_cache.FeatureStore(prefix, in_memory=False)
   plain = input_pipeline.input_fn_builder(
@@ -182,15 +187,15 @@ def test_cache_key_tracks_layers_checkpoint_and_data(files, tmp_path):
     return encoder_cache.cache_key(path, checkpoint,
                                    files["bert_config_file"], head)
 
-  concat = model.HeadConfig(bert_layers=(-2, -1))
+  concat = heads_lib.HeadConfig(bert_layers=(-2, -1))
   base = key(concat)
   assert len(base) == 16 and key(concat) == base
   # concat and scalar_mix store the same layers; mean stores their average.
-  assert key(model.HeadConfig(bert_layers=(-2, -1),
+  assert key(heads_lib.HeadConfig(bert_layers=(-2, -1),
                               layer_combination="scalar_mix")) == base
-  assert key(model.HeadConfig(bert_layers=(-2, -1),
+  assert key(heads_lib.HeadConfig(bert_layers=(-2, -1),
                               layer_combination="mean")) != base
-  assert key(model.HeadConfig(bert_layers=(-1,))) != base
+  assert key(heads_lib.HeadConfig(bert_layers=(-1,))) != base
   assert key(concat, path="/x/train-fedcba9876543210.tfrecord") != base
   # Another checkpoint (here: the same one, re-saved later) is another key.
   copy = str(tmp_path / "bert_model.ckpt")
@@ -231,21 +236,21 @@ def _save_model_checkpoint(model_dir, files, step, change_bert):
 def test_unavailable_reason(files, tmp_path):
   config = config_lib.NerConfig(init_checkpoint=files["checkpoint"])
   estimator = _estimator(tmp_path / "fresh")
-  assert encoder_cache.unavailable_reason(config, estimator, 10) is None
+  assert cached_input.unavailable_reason(config, estimator, 10) is None
   for off in (dict(cache_bert_features=False), dict(freeze_bert=False),
               dict(init_checkpoint=None)):
-    assert encoder_cache.unavailable_reason(
+    assert cached_input.unavailable_reason(
         config_lib.NerConfig(**dict(dict(init_checkpoint=files["checkpoint"]),
                                     **off)), estimator, 10).startswith("off")
   resumed = tmp_path / "resumed"
   _save_model_checkpoint(resumed, files, 4, change_bert=False)
-  assert encoder_cache.unavailable_reason(config, _estimator(resumed),
+  assert cached_input.unavailable_reason(config, _estimator(resumed),
                                           10) is None
-  assert encoder_cache.unavailable_reason(
+  assert cached_input.unavailable_reason(
       config, _estimator(resumed), 4).startswith("not needed:")
   changed = tmp_path / "changed"
   _save_model_checkpoint(changed, files, 4, change_bert=True)
-  assert "differs from --init_checkpoint" in encoder_cache.unavailable_reason(
+  assert "differs from --init_checkpoint" in cached_input.unavailable_reason(
       config, _estimator(changed), 10)
 
 
@@ -280,7 +285,7 @@ def _assert_reads_like(prefix, reference_prefix):
 
 
 def test_a_second_build_keeps_the_cache_completed_first(files):
-  head = model.HeadConfig(bert_layers=(0,))
+  head = heads_lib.HeadConfig(bert_layers=(0,))
   prefix, first = _build(files, head, "twice")
   paths = [f"{prefix}{suffix}" for suffix in (".f16", ".index.npz", ".json")]
   mtimes = [os.stat(path).st_mtime_ns for path in paths]
@@ -293,7 +298,7 @@ def test_a_second_build_keeps_the_cache_completed_first(files):
 
 
 def test_concurrent_builds_of_one_key_leave_one_complete_cache(files):
-  head = model.HeadConfig(bert_layers=(-1,))
+  head = heads_lib.HeadConfig(bert_layers=(-1,))
   reference, _ = _build(files, head, "alone")
   prefix = str(files["folder"] / "raced")
   metas, errors = [], []
@@ -318,7 +323,7 @@ def test_concurrent_builds_of_one_key_leave_one_complete_cache(files):
 
 
 def test_build_removes_only_stale_temporaries(files):
-  head = model.HeadConfig(bert_layers=(0, 1), layer_combination="mean")
+  head = heads_lib.HeadConfig(bert_layers=(0, 1), layer_combination="mean")
   prefix = str(files["folder"] / "leftovers")
   stale = f"{prefix}.f16.tmp-1-killed"
   running = f"{prefix}.f16.tmp-2-running"

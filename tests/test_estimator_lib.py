@@ -5,9 +5,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from trainer import estimator_lib
-from trainer import model as model_lib
-from trainer.config import NerConfig
+from trainer.training import estimator_lib
+from trainer.model import heads as model_lib
+from trainer.run.config import NerConfig
 
 DeviceOverrides = estimator_lib.DeviceOverrides
 

@@ -14,10 +14,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tests import serving_fixtures
-from trainer import export as export_lib
-from trainer import features
+from trainer.export import exporter as export_lib
+from trainer.features import windows as windows_lib
 from trainer import schema
-from trainer import tokenization
+from trainer.features import tokenization
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def loaded(served):
 
 def _windows(served, sentence_tokens):
   tokenizer = tokenization.NerTokenizer(served["vocab_file"], True)
-  return features.convert_sentence(
+  return windows_lib.convert_sentence(
       sentence_tokens, None, 0, tokenizer, serving_fixtures.MAX_SEQ_LENGTH,
       serving_fixtures.DOC_STRIDE)
 
@@ -44,7 +44,7 @@ def _merge(windows, tags, scores, num_words):
               "tag": [t.decode() for t in tags[row][:len(window.input_ids)]],
               "score": scores[row][:len(window.input_ids)]}
              for row, window in enumerate(windows)]
-  return features.merge_window_outputs(outputs, [num_words])[0]
+  return windows_lib.merge_window_outputs(outputs, [num_words])[0]
 
 
 def test_layout_config_and_monotonic_versions(served):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from trainer import export_versions
+from trainer.export import export_versions
 
 
 def _base(tmp_path):

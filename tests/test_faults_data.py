@@ -16,7 +16,7 @@ from tests.pipeline_fixtures import DEV
 from tests.tiny_bert import make_config
 from tests.tiny_bert import write_text
 from trainer import schema
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.errors import UserError
 
 NESTED = [

@@ -24,9 +24,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import grpc_service
-from serving import rest_api
-from serving import transports
+from serving.server import grpc_service
+from serving.server import rest_api
+from serving.client import transports
+from serving.client.errors import PredictionError
 from tests import serving_fixtures
 
 PREDICT = "/v1/models/ner:predict"
@@ -86,7 +87,7 @@ def test_bodies_over_the_limit_get_413_unread(port):
 def test_the_client_reads_413_as_resource_exhausted(port):
   transport = transports.RestTransport(f"127.0.0.1:{port}", "ner", 20.0,
                                        max_retries=0, backoff_s=0.1)
-  with pytest.raises(transports.PredictionError) as error:
+  with pytest.raises(PredictionError) as error:
     transport.predict("predict_text", {"text": np.array(
         [b"x" * 2_000_000], object)})
   assert error.value.code == "RESOURCE_EXHAUSTED"
@@ -297,7 +298,7 @@ def test_connections_over_the_bound_get_503_at_once(manager):
 
 
 def test_server_flags_bound_requests():
-  from serving import local_server  # pylint: disable=g-import-not-at-top
+  from serving.server import local_server  # pylint: disable=g-import-not-at-top
   args = local_server.parse_args(["--model_base_path=/m"])
   assert (args.max_request_bytes, args.rest_read_timeout_seconds,
           args.rest_max_connections) == (16 * 1024 * 1024, 10.0, 64)

@@ -20,15 +20,14 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import grpc_service
-from serving import input_checks
-from serving import model_manager
-from serving import rest_api
+from serving.server import grpc_service
+from serving.server import input_checks
+from serving.server import rest_api
 from tests import serving_fixtures
-from trainer import export as export_lib
-from trainer import labels as labels_lib
-from trainer import model as model_lib
-from trainer import tokenization
+from trainer.export import exporter as export_lib
+from trainer.data import labels as labels_lib
+from trainer.model import heads as model_lib
+from trainer.features import tokenization
 
 TIMEOUT_S = 20.0
 PREDICT = "/v1/models/ner:predict"
@@ -100,7 +99,7 @@ def test_rest_refuses_integers_outside_int32(port, value):
      "Input x holds -9223372036854775809, outside the int64 range"),
 ])
 def test_to_array_refuses_values_outside_the_dtype(value, spec, message):
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     input_checks.to_array("x", value, spec)
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
   assert error.value.message.startswith(message)

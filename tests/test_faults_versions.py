@@ -20,10 +20,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import local_server
-from serving import model_manager
+from serving.server import local_server
+from serving.server import model_manager
 from tests import serving_fixtures
-from trainer import export as export_lib
+from trainer.export import exporter as export_lib
+from serving.server import input_checks
 
 TIMEOUT_S = 20.0
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -52,7 +53,7 @@ def test_deleting_the_served_version_falls_back(served, tmp_path):
   assert manager.get("ner").version == 1
   assert manager.version_states("ner") == [(1, "AVAILABLE"), (2, "END")]
   assert manager.version_states("ner", "2") == [(2, "END")]
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     manager.get("ner", 2)
   assert error.value.code == grpc.StatusCode.NOT_FOUND
   # Copied back, it is the highest again: served, no longer END.
@@ -62,10 +63,10 @@ def test_deleting_the_served_version_falls_back(served, tmp_path):
   shutil.rmtree(base)
   assert manager.load_latest() is None
   assert manager.version_states("ner") == [(2, "END"), (1, "END")]
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="No version of ner is served"):
     manager.get("ner")
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="Could not find any versions of model ner with "
                            "version 7"):
     manager.version_states("ner", 7)

@@ -1,11 +1,11 @@
-"""Tests for trainer.features (window planning, conversion, merging)."""
+"""Tests for trainer.features.windows (window planning, conversion, merging)."""
 
 import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
-from trainer import features
+from trainer.features import windows as windows_lib
 from trainer import schema
-from trainer import tokenization
+from trainer.features import tokenization
 
 # Tiny uncased vocab: id = line number.
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "johan",
@@ -32,20 +32,20 @@ def tokenizer(tmp_path_factory):
     ([], 4, 1, []),
 ])
 def test_plan_windows(piece_counts, max_pieces, stride, expected):
-  assert features.plan_windows(piece_counts, max_pieces, stride) == expected
+  assert windows_lib.plan_windows(piece_counts, max_pieces, stride) == expected
 
 
 def test_best_window_per_word():
-  assert features.best_window_per_word([(0, 5), (2, 7)], 7) == [
+  assert windows_lib.best_window_per_word([(0, 5), (2, 7)], 7) == [
       0, 0, 0, 0, 1, 1, 1]
 
 
 def test_convert_short_sentence_exact_ids(tokenizer):
   words = ["John", "Johanson", "lives", "in", "New", "York"]
   tags = [1, 2, 0, 0, 3, 4]
-  [window] = features.convert_sentence(words, tags, 7, tokenizer,
+  [window] = windows_lib.convert_sentence(words, tags, 7, tokenizer,
                                        max_seq_length=16, doc_stride=4)
-  assert window == features.WindowFeatures(
+  assert window == windows_lib.WindowFeatures(
       example_index=7, window_index=0,
       input_ids=(CLS, 5, 6, 7, 8, 9, 10, 11, SEP),
       input_mask=(1,) * 9,
@@ -59,7 +59,7 @@ def test_convert_long_sentence_into_windows(tokenizer):
   # The module docstring's walk-through: 8 pieces, 6 fit per window.
   words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
   tags = [1, 2, 0, 0, 3, 4, 4]
-  first, second = features.convert_sentence(words, tags, 0, tokenizer,
+  first, second = windows_lib.convert_sentence(words, tags, 0, tokenizer,
                                             max_seq_length=8, doc_stride=2)
   assert first.input_ids == (CLS, 5, 6, 7, 8, 9, 10, SEP)
   assert first.label_ids == (-1, 1, 2, -1, 0, 0, 3, -1)
@@ -74,7 +74,7 @@ def test_convert_long_sentence_into_windows(tokenizer):
 
 def test_unknown_and_dropped_words_become_unk(tokenizer):
   # "\u200b" is removed by BERT's cleaning; it still gets a position.
-  [window] = features.convert_sentence(["北", "\u200b", "上"], None, 0,
+  [window] = windows_lib.convert_sentence(["北", "\u200b", "上"], None, 0,
                                        tokenizer, 16, 4)
   assert window.input_ids == (CLS, 13, 1, 1, SEP)
   assert window.label_ids == (-1, -1, -1, -1, -1)
@@ -82,7 +82,7 @@ def test_unknown_and_dropped_words_become_unk(tokenizer):
 
 
 def test_overlong_single_word_keeps_first_piece(tokenizer):
-  [window] = features.convert_sentence(["Johanson"], [1], 0, tokenizer,
+  [window] = windows_lib.convert_sentence(["Johanson"], [1], 0, tokenizer,
                                        max_seq_length=3, doc_stride=1)
   assert window.input_ids == (CLS, 6, SEP)
   assert window.label_ids == (-1, 1, -1)
@@ -90,14 +90,14 @@ def test_overlong_single_word_keeps_first_piece(tokenizer):
 
 def test_tag_count_mismatch_is_an_error(tokenizer):
   with pytest.raises(ValueError, match="Sentence 3 has 2 words but 1 tags"):
-    features.convert_sentence(["john", "lives"], [0], 3, tokenizer, 8, 2)
+    windows_lib.convert_sentence(["john", "lives"], [0], 3, tokenizer, 8, 2)
 
 
 def test_merge_round_trip_every_word_once(tokenizer):
   words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
-  windows = features.convert_sentence(words, [1, 2, 0, 0, 3, 4, 4], 0,
+  windows = windows_lib.convert_sentence(words, [1, 2, 0, 0, 3, 4, 4], 0,
                                       tokenizer, 8, 2)
-  short = features.convert_sentence(["New", "York"], [3, 4], 1, tokenizer, 8,
+  short = windows_lib.convert_sentence(["New", "York"], [3, 4], 1, tokenizer, 8,
                                     2)
   outputs = []
   for window in windows + short:
@@ -110,7 +110,7 @@ def test_merge_round_trip_every_word_once(tokenizer):
         "value": [l + 10 * window.window_index for l in window.label_ids]
                  + [0, 0],
     })
-  merged = features.merge_window_outputs(outputs, [7, 2])
+  merged = windows_lib.merge_window_outputs(outputs, [7, 2])
   assert merged == [{"value": [1, 2, 0, 0, 13, 14, 14]}, {"value": [3, 4]}]
 
 
@@ -118,13 +118,13 @@ def test_merge_reports_missing_words():
   outputs = [{schema.EXAMPLE_INDEX: 0, schema.WORD_POSITIONS: [-1, 0, -1],
               schema.SCORE_MASK: [0, 1, 0], "value": [0, 5, 0]}]
   with pytest.raises(ValueError, match="Sentence 0: word 1 got no value"):
-    features.merge_window_outputs(outputs, [2])
+    windows_lib.merge_window_outputs(outputs, [2])
   with pytest.raises(ValueError, match="Sentence 1 got no prediction"):
-    features.merge_window_outputs(outputs, [1, 1])
+    windows_lib.merge_window_outputs(outputs, [1, 1])
 
 
 def test_as_dict_uses_schema_names(tokenizer):
-  [window] = features.convert_sentence(["new"], [3], 4, tokenizer, 8, 2)
+  [window] = windows_lib.convert_sentence(["new"], [3], 4, tokenizer, 8, 2)
   assert window.as_dict() == {
       "example_index": 4, "window_index": 0, "input_ids": (CLS, 10, SEP),
       "input_mask": (1, 1, 1), "segment_ids": (0, 0, 0),
@@ -133,7 +133,8 @@ def test_as_dict_uses_schema_names(tokenizer):
 
 
 def test_features_module_does_not_import_tensorflow():
-  assert_imports_without_tensorflow("trainer.features, trainer.predictions")
+  assert_imports_without_tensorflow(
+      "trainer.features.windows, trainer.evaluation.predictions")
 
 
 @pytest.mark.parametrize("histogram, buckets, expected", [
@@ -144,15 +145,15 @@ def test_features_module_does_not_import_tensorflow():
     ({}, 4, []),
 ])
 def test_derive_bucket_boundaries(histogram, buckets, expected):
-  assert features.derive_bucket_boundaries(histogram, buckets, 8) == expected
+  assert windows_lib.derive_bucket_boundaries(histogram, buckets, 8) == expected
 
 
 def test_default_buckets_are_narrow_and_even():
   histogram = {n: 1 for n in range(3, 67)}
   # 32 quantiles of 3..66 rounded up to even lengths: 4, 6, ..., 66.
-  assert features.derive_bucket_boundaries(histogram) == list(
+  assert windows_lib.derive_bucket_boundaries(histogram) == list(
       range(5, 66, 2))
-  assert features.derive_bucket_boundaries({5: 50, 12: 30, 40: 20}) == [
+  assert windows_lib.derive_bucket_boundaries({5: 50, 12: 30, 40: 20}) == [
       7, 13]
 
 
@@ -164,7 +165,7 @@ def test_default_buckets_are_narrow_and_even():
 ])
 def test_padding_bound_pads_each_bucket_to_its_longest(histogram, boundaries,
                                                         expected):
-  assert features.padding_bound(histogram, boundaries) == pytest.approx(
+  assert windows_lib.padding_bound(histogram, boundaries) == pytest.approx(
       expected, abs=1e-12)
 
 
@@ -181,15 +182,15 @@ def test_padding_bound_pads_each_bucket_to_its_longest(histogram, boundaries,
     (10, 0, 0, (0, 0)),
 ])
 def test_split_context_room(room, left, right, expected):
-  assert features.split_context_room(room, left, right) == expected
+  assert windows_lib.split_context_room(room, left, right) == expected
 
 
 def test_context_fills_the_room_with_no_label_no_word_no_score(tokenizer):
   # The convert_sentence docstring example: room 4, 2 left and 1 right fit.
-  context = features.SentenceContext(left=("lives", "in"), right=("john",))
-  [window] = features.convert_sentence(["New", "York"], [3, 4], 0, tokenizer,
+  context = windows_lib.SentenceContext(left=("lives", "in"), right=("john",))
+  [window] = windows_lib.convert_sentence(["New", "York"], [3, 4], 0, tokenizer,
                                        8, 2, context=context)
-  assert window == features.WindowFeatures(
+  assert window == windows_lib.WindowFeatures(
       example_index=0, window_index=0,
       input_ids=(CLS, 8, 9, 10, 11, 5, SEP),
       input_mask=(1,) * 7, segment_ids=(0,) * 7,
@@ -199,9 +200,9 @@ def test_context_fills_the_room_with_no_label_no_word_no_score(tokenizer):
 
 
 def test_context_keeps_the_pieces_nearest_the_sentence(tokenizer):
-  context = features.SentenceContext(left=("john", "lives", "in"),
+  context = windows_lib.SentenceContext(left=("john", "lives", "in"),
                                      right=("york", "city", "john"))
-  [window] = features.convert_sentence(["New"], [3], 0, tokenizer, 5, 1,
+  [window] = windows_lib.convert_sentence(["New"], [3], 0, tokenizer, 5, 1,
                                        context=context)
   # Room 2: one piece each side, the nearest ones ("in" and "york").
   assert window.input_ids == (CLS, 9, 10, 11, SEP)
@@ -214,9 +215,9 @@ def test_long_sentence_context_only_at_its_ends(tokenizer):
   # Windows "john in" | "johan ##son" | "johan ##son" (3 pieces each at
   # most): left context goes only to the first window and right context only
   # to the last, so each window is a contiguous stretch of the document.
-  context = features.SentenceContext(left=("york", "city"),
+  context = windows_lib.SentenceContext(left=("york", "city"),
                                      right=("new", "york"))
-  windows = features.convert_sentence(
+  windows = windows_lib.convert_sentence(
       ["John", "in", "Johanson", "Johanson"], [1, 0, 1, 1], 0, tokenizer,
       max_seq_length=5, doc_stride=2, context=context)
   assert [w.input_ids for w in windows] == [
@@ -243,16 +244,16 @@ SENTENCES = [
                                                    (20, 20)])
 def test_context_keeps_every_sentence_window_and_word(
     tokenizer, max_seq_length, doc_stride, left_size, right_size):
-  context = features.SentenceContext(
+  context = windows_lib.SentenceContext(
       left=tuple(["in", "york", "city"] * 7)[:left_size],
       right=tuple(["new", "york", "john"] * 7)[:right_size])
   left_ids = tokenizer.convert_tokens_to_ids(list(context.left))
   right_ids = tokenizer.convert_tokens_to_ids(list(context.right))
   outputs, sizes = [], []
   for index, words in enumerate(SENTENCES):
-    plain = features.convert_sentence(words, None, index, tokenizer,
+    plain = windows_lib.convert_sentence(words, None, index, tokenizer,
                                       max_seq_length, doc_stride)
-    with_context = features.convert_sentence(
+    with_context = windows_lib.convert_sentence(
         words, None, index, tokenizer, max_seq_length, doc_stride,
         context=context)
     assert len(with_context) == len(plain)
@@ -280,16 +281,16 @@ def test_context_keeps_every_sentence_window_and_word(
                       "word": window.word_positions})
     sizes.append(len(words))
   # Tokens in == tokens out: every word is predicted exactly once.
-  assert features.merge_window_outputs(outputs, sizes) == [
+  assert windows_lib.merge_window_outputs(outputs, sizes) == [
       {"word": list(range(size))} for size in sizes]
 
 
 def test_no_context_and_given_word_pieces_change_nothing(tokenizer):
   words = ["John", "Johanson", "lives", "in", "New", "York", "City"]
   tags = [1, 2, 0, 0, 3, 4, 4]
-  plain = features.convert_sentence(words, tags, 3, tokenizer, 8, 2)
-  assert features.convert_sentence(
-      words, tags, 3, tokenizer, 8, 2, context=features.NO_CONTEXT,
+  plain = windows_lib.convert_sentence(words, tags, 3, tokenizer, 8, 2)
+  assert windows_lib.convert_sentence(
+      words, tags, 3, tokenizer, 8, 2, context=windows_lib.NO_CONTEXT,
       word_pieces=[tokenizer.tokenize_word(w) for w in words]) == plain
   # The module docstring's walk-through, unchanged.
   assert [w.input_ids for w in plain] == [(CLS, 5, 6, 7, 8, 9, 10, SEP),

@@ -17,12 +17,12 @@ import tensorflow as tf
 from tests.pipeline_fixtures import assert_served_like_predict
 from tests.tiny_bert import checkpoint_variables
 from tests.tiny_bert import frozen_config
-from trainer import cli
-from trainer import config as config_lib
-from trainer import estimator_lib
-from trainer import hooks
-from trainer import model
-from trainer import train_lib
+from trainer.run import cli
+from trainer.run import config as config_lib
+from trainer.training import estimator_lib
+from trainer.training import hooks
+from trainer.model import heads as heads_lib
+from trainer.run import train_lib
 from trainer.errors import UserError
 
 tf1 = tf.compat.v1
@@ -184,7 +184,7 @@ def test_head_config_carries_the_layers():
       bert_layers=[-4, -1], layer_combination="scalar_mix"), {"[PAD]": 0})
   assert head.bert_layers == (-4, -1)
   assert head.layer_combination == "scalar_mix"
-  assert model.HeadConfig(**head.as_json()).bert_layers == (-4, -1)
+  assert heads_lib.HeadConfig(**head.as_json()).bert_layers == (-4, -1)
 
 
 def test_frozen_defaults_fill_only_unset_settings(frozen):

@@ -1,4 +1,6 @@
-"""Tests for trainer.fused_ops: same variables, same outputs, fused kernels."""
+"""Tests for trainer.model.fused_ops: same variables, same outputs, fused
+kernels.
+"""
 
 import json
 import os
@@ -13,8 +15,8 @@ from tests.test_tf_compat import google_variable_names
 from tests.tiny_bert import make_config as train_config
 from tests.tiny_bert import no_dropout_bert_config
 from trainer import cpu_features
-from trainer import fused_ops
-from trainer import train_lib
+from trainer.model import fused_ops
+from trainer.run import train_lib
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
@@ -273,7 +275,7 @@ import collections, json, sys
 import numpy as np
 import tensorflow as tf
 sys.path.insert(0, sys.argv[1])
-from trainer import fused_ops
+from trainer.model import fused_ops
 from trainer.tf_compat import modeling
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()

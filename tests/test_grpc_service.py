@@ -10,10 +10,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import grpc_service
-from serving import model_manager
+from serving.server import grpc_service
 from tests import serving_fixtures
 from trainer import schema
+from serving.server import input_checks
 
 TIMEOUT_S = 20.0
 
@@ -70,7 +70,7 @@ def test_predict_response_fills_the_model_spec_and_filters(manager):
   assert list(filtered.outputs) == ["lengths"]
   assert tf.make_ndarray(filtered.outputs["lengths"]).tolist() == [2]
   request.output_filter[:] = ["logits"]
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="output_filter names 'logits'; outputs are "
                            r"\['label_ids', 'lengths', 'scores', 'tags'\]"):
     grpc_service.predict_response(manager, request)

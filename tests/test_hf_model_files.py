@@ -1,4 +1,6 @@
-"""Tests for trainer.hf_model_files: finding and reading a HF directory."""
+"""Tests for trainer.convert.hf_model_files: finding and reading a HF
+directory.
+"""
 
 import json
 import os
@@ -8,7 +10,7 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 
 from tests import hf_fixtures
-from trainer import hf_model_files
+from trainer.convert import hf_model_files
 
 
 def test_find_hf_model_dir(tmp_path):

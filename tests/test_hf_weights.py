@@ -1,4 +1,4 @@
-"""Tests for trainer.hf_weights: HF config and names -> bert.modeling.
+"""Tests for trainer.convert.hf_weights: HF config and names -> bert.modeling.
 
 Pure NumPy: the checkpoint round trip is in test_convert_checkpoint.py.
 """
@@ -10,8 +10,8 @@ import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
 from tests import hf_fixtures
-from trainer import hf_weights
-from trainer.hf_weights import WeightSpec
+from trainer.convert import hf_weights
+from trainer.convert.hf_weights import WeightSpec
 
 
 def test_bert_config_from_hf_keeps_exactly_the_bert_keys():
@@ -128,4 +128,5 @@ def test_map_weights_missing_and_unknown():
 
 
 def test_hf_weights_does_not_import_tensorflow():
-  assert_imports_without_tensorflow("trainer.hf_weights, trainer.hf_model_files")
+  assert_imports_without_tensorflow(
+      "trainer.convert.hf_weights, trainer.convert.hf_model_files")

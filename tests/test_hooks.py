@@ -1,4 +1,5 @@
-"""trainer.hooks: progress lines from fake clocks and fake run values."""
+"""trainer.training.hooks: progress lines from fake clocks and fake run values.
+"""
 
 import collections
 import json
@@ -6,7 +7,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from trainer import hooks
+from trainer.training import hooks
+from trainer import durations
 
 tf1 = tf.compat.v1
 
@@ -22,7 +24,7 @@ RunValues = collections.namedtuple("RunValues", ["results"])
     (float("inf"), "unknown"),
 ])
 def test_format_seconds(seconds, expected):
-  assert hooks.format_seconds(seconds) == expected
+  assert durations.format_seconds(seconds) == expected
 
 
 class _Clock:

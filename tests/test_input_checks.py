@@ -1,11 +1,13 @@
-"""Tests for serving.input_checks: errors, batch and length checks, TF reasons."""
+"""Tests for serving.server.input_checks: errors, batch and length checks, TF
+reasons.
+"""
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import input_checks
+from serving.server import input_checks
 
 TAIL = "; split it, or send windows to serving_default (the client does)"
 

@@ -1,20 +1,22 @@
-"""Tests for trainer.input_pipeline (feature cache and tf.data batches)."""
+"""Tests for trainer.features.input_pipeline (feature cache and tf.data
+batches).
+"""
 
 import os
 
 import pytest
 import tensorflow as tf
 
-from trainer import features
-from trainer import input_pipeline
+from trainer.features import windows
+from trainer.features import input_pipeline
 from trainer import schema
 
 
 def _windows():
   return [
-      features.WindowFeatures(0, 0, (2, 5, 6, 3), (1, 1, 1, 1), (0, 0, 0, 0),
+      windows.WindowFeatures(0, 0, (2, 5, 6, 3), (1, 1, 1, 1), (0, 0, 0, 0),
                               (-1, 1, 0, -1), (-1, 0, 1, -1), (0, 1, 1, 0)),
-      features.WindowFeatures(1, 0, (2, 7, 3), (1, 1, 1), (0, 0, 0),
+      windows.WindowFeatures(1, 0, (2, 7, 3), (1, 1, 1), (0, 0, 0),
                               (-1, 2, -1), (-1, 0, -1), (0, 1, 0)),
   ]
 
@@ -71,9 +73,9 @@ def test_to_tf_example_round_trip():
 
 
 def test_bucketing_groups_windows_by_length(tmp_path):
-  short = features.WindowFeatures(0, 0, (2, 5, 3), (1, 1, 1), (0, 0, 0),
+  short = windows.WindowFeatures(0, 0, (2, 5, 3), (1, 1, 1), (0, 0, 0),
                                   (-1, 1, -1), (-1, 0, -1), (0, 1, 0))
-  long = features.WindowFeatures(1, 0, (2, 5, 5, 5, 5, 5, 5, 3), (1,) * 8,
+  long = windows.WindowFeatures(1, 0, (2, 5, 5, 5, 5, 5, 5, 3), (1,) * 8,
                                  (0,) * 8, (-1,) * 8, (-1,) * 8, (0,) * 8)
   path = str(tmp_path / "f.tfrecord")
   input_pipeline.write_features([short, long, short, long], path)
@@ -91,16 +93,16 @@ def test_bucket_boundaries_for_takes_the_given_or_derives_them(tmp_path):
   path = str(tmp_path / "f.tfrecord")
   lengths = [3] * 5 + [12] * 3 + [40] * 2
   input_pipeline.write_features(
-      [features.WindowFeatures(i, 0, (2,) * n, (1,) * n, (0,) * n, (-1,) * n,
+      [windows.WindowFeatures(i, 0, (2,) * n, (1,) * n, (0,) * n, (-1,) * n,
                                (-1,) * n, (0,) * n)
        for i, n in enumerate(lengths)], path)
   assert input_pipeline.bucket_boundaries_for(path, [7, 9]) == [7, 9]
-  # features.derive_bucket_boundaries of {3: 5, 12: 3, 40: 2}: quantile
+  # windows.derive_bucket_boundaries of {3: 5, 12: 3, 40: 2}: quantile
   # lengths 3, 12 and 40, rounded up to even lengths or multiples of 8.
   assert input_pipeline.bucket_boundaries_for(path) == [5, 13]
   assert input_pipeline.bucket_boundaries_for(path, None, 8) == [9, 17]
   assert input_pipeline.bucket_boundaries_for(path, None) == \
-      features.derive_bucket_boundaries({3: 5, 12: 3, 40: 2})
+      windows.derive_bucket_boundaries({3: 5, 12: 3, 40: 2})
   os.remove(path + ".json")  # features without their sidecar
   assert input_pipeline.bucket_boundaries_for(path, [7, 9]) == [7, 9]
   with pytest.raises(ValueError, match="has no length histogram"):

@@ -1,4 +1,4 @@
-"""Tests for trainer.jsonl_reader (CLUENER2020 JSON lines)."""
+"""Tests for trainer.data.formats.jsonl_reader (CLUENER2020 JSON lines)."""
 
 import json
 import re
@@ -8,10 +8,10 @@ import pytest
 
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import write
-from trainer import jsonl_reader
-from trainer.data_warnings import DataWarnings
-from trainer.jsonl_reader import Mention
-from trainer.reader_common import Sentence
+from trainer.data.formats import jsonl_reader
+from trainer.data.data_warnings import DataWarnings
+from trainer.data.formats.jsonl_reader import Mention
+from trainer.data.formats.reader_common import Sentence
 
 
 def _jsonl(tmp_path, *records):

@@ -1,10 +1,10 @@
-"""Tests for trainer.labels."""
+"""Tests for trainer.data.labels."""
 
 import pytest
 
-from trainer import labels
+from trainer.data import labels
 from trainer import schema
-from trainer.readers import Sentence
+from trainer.data.formats.reader_common import Sentence
 
 
 def _sentence(tags, source="train.txt:1"):

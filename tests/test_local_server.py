@@ -21,8 +21,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import client
-from serving import local_server
+from serving.client import client
+from serving.server import local_server
 from tests import serving_fixtures
 
 TIMEOUT_S = 20.0

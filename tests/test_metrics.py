@@ -1,4 +1,4 @@
-"""Tests for trainer.metrics."""
+"""Tests for trainer.evaluation.metrics."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from trainer import metrics
+from trainer.evaluation import metrics
 
 TESTDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "testdata")
@@ -198,7 +198,7 @@ def test_entity_metric_accumulator_rescored_after_update():
 
 
 def test_metrics_never_imports_tensorflow():
-  code = ("import sys, numpy; from trainer import metrics; "
+  code = ("import sys, numpy; from trainer.evaluation import metrics; "
           "a = metrics.EntityMetricAccumulator(['O', 'B-X']); "
           "a.update([0], numpy.array([[0]]), numpy.array([[1]]), "
           "numpy.array([[1]]), numpy.array([[1]])); "

@@ -1,4 +1,6 @@
-"""trainer.model: the loss, the word-start mask and each head on a tiny BERT."""
+"""trainer.model.heads: the loss, the word-start mask and each head on a tiny
+BERT.
+"""
 
 import math
 
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import model
+from trainer.model import heads
 from trainer import schema
 from trainer.tf_compat import modeling
 
@@ -48,7 +50,7 @@ def test_masked_token_loss_exact_values():
   # Position 2: logits [ln 3, 0], label 1 -> p = 1/4, CE = ln 4.
   logits = tf.constant([[[0.0, math.log(3.0)], [5.0, -5.0],
                          [math.log(3.0), 0.0]]])
-  loss, per_position, weights = model.masked_token_loss(
+  loss, per_position, weights = heads.masked_token_loss(
       logits, tf.constant([[1, schema.PAD_LABEL_ID, 1]]))
   assert weights.numpy().tolist() == [[1.0, 0.0, 1.0]]
   np.testing.assert_allclose(per_position.numpy(),
@@ -59,7 +61,7 @@ def test_masked_token_loss_exact_values():
 
 
 def test_masked_token_loss_with_no_labels_is_zero():
-  loss, per_position, weights = model.masked_token_loss(
+  loss, per_position, weights = heads.masked_token_loss(
       tf.ones([1, 3, 2]), tf.fill([1, 3], schema.PAD_LABEL_ID))
   assert float(loss) == 0.0
   assert per_position.numpy().tolist() == [[0.0, 0.0, 0.0]]
@@ -71,7 +73,7 @@ def test_word_start_mask_from_word_positions_ignores_padding():
   features = {schema.INPUT_MASK: tf.constant([[1, 1, 1, 0, 0]]),
               schema.INPUT_IDS: tf.constant([[2, 7, 7, 0, 0]]),
               schema.WORD_POSITIONS: tf.constant([[-1, 0, 1, 0, 0]])}
-  mask = model.word_start_mask(features, continuation_ids=(7,))
+  mask = heads.word_start_mask(features, continuation_ids=(7,))
   assert mask.numpy().tolist() == [[False, True, True, False, False]]
 
 
@@ -80,9 +82,9 @@ def test_word_start_mask_from_piece_ids():
   # continuation table and starts one; padding never does.
   features = {schema.INPUT_MASK: tf.constant([[1, 1, 1, 1, 1, 0]]),
               schema.INPUT_IDS: tf.constant([[2, 5, 7, 9, 3, 0]])}
-  mask = model.word_start_mask(features, continuation_ids=(0, 2, 3, 7))
+  mask = heads.word_start_mask(features, continuation_ids=(0, 2, 3, 7))
   assert mask.numpy().tolist() == [[False, True, False, True, False, False]]
-  no_table = model.word_start_mask(features, continuation_ids=())
+  no_table = heads.word_start_mask(features, continuation_ids=())
   assert no_table.numpy().tolist() == [[True] * 5 + [False]]
 
 
@@ -91,13 +93,13 @@ def test_continuation_ids_from_vocab():
            "[unused1]": 5, "john": 6, "##son": 7, "[": 8, "##": 9, "的": 10}
   # [UNK] stays a word start (an unknown word is still a word), and so do
   # ordinary pieces such as "[" and "的".
-  assert model.continuation_ids_from_vocab(vocab) == (0, 2, 3, 4, 5, 7, 9)
-  assert model.continuation_ids_from_vocab({}) == ()
+  assert heads.continuation_ids_from_vocab(vocab) == (0, 2, 3, 4, 5, 7, 9)
+  assert heads.continuation_ids_from_vocab({}) == ()
 
 
 def test_head_config_as_json_leaves_out_vocab_ids():
-  head = model.HeadConfig(kind="crf", continuation_ids=(0, 7))
-  assert head.uses_crf and not model.HeadConfig().uses_crf
+  head = heads.HeadConfig(kind="crf", continuation_ids=(0, 7))
+  assert head.uses_crf and not heads.HeadConfig().uses_crf
   assert head.as_json() == {"kind": "crf", "dropout": 0.1, "lstm_units": 128,
                             "lstm_layers": 1, "crf_constrain_bio": False,
                             "bert_layers": [-1],
@@ -105,13 +107,13 @@ def test_head_config_as_json_leaves_out_vocab_ids():
 
 
 def test_head_config_round_trips_layers_through_json():
-  head = model.HeadConfig(kind="bilstm_crf", bert_layers=[-2, -1],
+  head = heads.HeadConfig(kind="bilstm_crf", bert_layers=[-2, -1],
                           layer_combination="scalar_mix")
   assert head.bert_layers == (-2, -1)  # ner_config.json's list -> tuple
   settings = head.as_json()
   assert settings["bert_layers"] == [-2, -1]
-  assert model.HeadConfig(**settings) == head
-  hash(model.HeadConfig(**settings))
+  assert heads.HeadConfig(**settings) == head
+  hash(heads.HeadConfig(**settings))
 
 
 @pytest.mark.parametrize("layers, count, expected", [
@@ -120,7 +122,7 @@ def test_head_config_round_trips_layers_through_json():
     ((0, 5, -3), 6, (0, 5, 3)),
 ])
 def test_resolve_layers(layers, count, expected):
-  assert model.resolve_layers(layers, count) == expected
+  assert heads.resolve_layers(layers, count) == expected
 
 
 @pytest.mark.parametrize("layers, count, message", [
@@ -132,18 +134,18 @@ def test_resolve_layers(layers, count, expected):
 ])
 def test_resolve_layers_errors_name_the_flag(layers, count, message):
   with pytest.raises(ValueError, match=message):
-    model.resolve_layers(layers, count)
+    heads.resolve_layers(layers, count)
 
 
 def test_combine_layers_exact_values():
   first = tf.constant([[1.0, 2.0]])
   second = tf.constant([[3.0, 6.0]])
   with tf.Graph().as_default():
-    concat = model.combine_layers([tf.constant([[1.0, 2.0]]),
+    concat = heads.combine_layers([tf.constant([[1.0, 2.0]]),
                                    tf.constant([[3.0, 6.0]])], "concat")
-    mean = model.combine_layers([tf.constant([[1.0, 2.0]]),
+    mean = heads.combine_layers([tf.constant([[1.0, 2.0]]),
                                  tf.constant([[3.0, 6.0]])], "mean")
-    mix = model.combine_layers([tf.constant([[1.0, 2.0]]),
+    mix = heads.combine_layers([tf.constant([[1.0, 2.0]]),
                                 tf.constant([[3.0, 6.0]])], "scalar_mix")
     variables = {v.op.name: v for v in tf1.trainable_variables()}
     assert sorted(variables) == ["scalar_mix/gamma",
@@ -161,11 +163,11 @@ def test_combine_layers_exact_values():
   np.testing.assert_allclose(weighted, [[2 * (0.75 + 0.75), 2 * (1.5 + 1.5)]],
                              rtol=1e-6)
   # One layer: concat and mean hand it back unchanged.
-  assert model.combine_layers([first], "concat") is first
-  assert model.combine_layers([second], "mean") is second
+  assert heads.combine_layers([first], "concat") is first
+  assert heads.combine_layers([second], "mean") is second
   with pytest.raises(ValueError, match=r"Unknown --layer_combination 'sum'; "
                      r"allowed: concat, scalar_mix, mean\."):
-    model.combine_layers([first], "sum")
+    heads.combine_layers([first], "sum")
 
 
 TWO_LAYERS = dict(TINY_BERT, num_hidden_layers=2)
@@ -183,7 +185,7 @@ def _shared():
 def test_selected_layers_are_get_all_encoder_layers():
   with tf.Graph().as_default():
     with _shared():
-      selected = model.encoder_layers(modeling.BertConfig(**TWO_LAYERS),
+      selected = heads.encoder_layers(modeling.BertConfig(**TWO_LAYERS),
                                       False, _features(), (-1, 0))
     with _shared():
       reference = modeling.BertModel(
@@ -203,15 +205,15 @@ def test_selected_layers_are_get_all_encoder_layers():
     ("softmax", "concat", 64), ("crf", "mean", 32),
     ("bilstm_crf", "scalar_mix", 2 * 4)])
 def test_every_head_builds_on_several_layers(kind, combination, width):
-  head = model.HeadConfig(kind=kind, lstm_units=4, bert_layers=(-2, -1),
+  head = heads.HeadConfig(kind=kind, lstm_units=4, bert_layers=(-2, -1),
                           layer_combination=combination)
   with tf.Graph().as_default():
-    built = model.build_head(modeling.BertConfig(**TWO_LAYERS), LABELS,
+    built = heads.build_head(modeling.BertConfig(**TWO_LAYERS), LABELS,
                              _features(), is_training=True, head=head)
     loss, _, _ = built.loss_fn(tf.constant(GOLD))
     head_variables = {v.op.name: v.shape.as_list()
                       for v in tf1.trainable_variables()
-                      if v.op.name.startswith(model.HEAD_SCOPE)}
+                      if v.op.name.startswith(heads.HEAD_SCOPE)}
     outputs, loss = _run((built.outputs, loss))
   # The output layer reads the combined layers (or the BiLSTM over them).
   assert head_variables["ner_head/output_weights"] == [width, 3]
@@ -224,9 +226,9 @@ def test_every_head_builds_on_several_layers(kind, combination, width):
 
 
 def test_scalar_mix_weights_train_and_their_softmax_sums_to_one():
-  head = model.HeadConfig(bert_layers=(0, 1), layer_combination="scalar_mix")
+  head = heads.HeadConfig(bert_layers=(0, 1), layer_combination="scalar_mix")
   with tf.Graph().as_default():
-    built = model.build_head(modeling.BertConfig(**TWO_LAYERS), LABELS,
+    built = heads.build_head(modeling.BertConfig(**TWO_LAYERS), LABELS,
                              _features(), is_training=True, head=head)
     loss, _, _ = built.loss_fn(tf.constant(GOLD))
     weights, = [v for v in tf1.trainable_variables()
@@ -252,25 +254,25 @@ def test_scalar_mix_weights_train_and_their_softmax_sums_to_one():
 def test_cached_word_start_features_give_the_encoder_path_loss(kind,
                                                                combination):
   """The compact word sequence through the same head: same loss, same tags."""
-  head = model.HeadConfig(kind=kind, lstm_units=4, bert_layers=(0, 1),
+  head = heads.HeadConfig(kind=kind, lstm_units=4, bert_layers=(0, 1),
                           layer_combination=combination)
   bert_config = modeling.BertConfig(**TWO_LAYERS)
   with tf.Graph().as_default():
     tf1.set_random_seed(1)
     with _shared():
-      built = model.build_head(bert_config, LABELS, _features(), head=head)
+      built = heads.build_head(bert_config, LABELS, _features(), head=head)
       loss, _, _ = built.loss_fn(tf.constant(GOLD))
     with _shared():
-      layers = model.encoder_layers(bert_config, False, _features(), (0, 1))
+      layers = heads.encoder_layers(bert_config, False, _features(), (0, 1))
       starts = tf.constant(WORD_POSITIONS) >= 0
       if combination == "mean":  # the cache stores the average
-        layers = [model.combine_layers(layers, "mean")]
+        layers = [heads.combine_layers(layers, "mean")]
       # Row 0 has two words, row 1 one: pad row 1 with a zero word.
       words = [tf.boolean_mask(tf.stack(layers, axis=2)[row], starts[row])
                for row in range(2)]
       stacked = tf.stack([words[0], tf.pad(words[1], [[0, 1], [0, 0],
                                                       [0, 0]])])
-      cached = model.build_head_on_cached_features(
+      cached = heads.build_head_on_cached_features(
           bert_config, LABELS, {schema.ENCODER_FEATURES: stacked,
                                 schema.INPUT_MASK: tf.constant([[1, 1],
                                                                 [1, 0]]),
@@ -290,7 +292,7 @@ def _build(head, with_word_positions=True, seed=1):
   graph = tf.Graph()
   with graph.as_default():
     tf1.set_random_seed(seed)
-    built = model.build_head(modeling.BertConfig(**TINY_BERT), LABELS,
+    built = heads.build_head(modeling.BertConfig(**TINY_BERT), LABELS,
                              _features(with_word_positions), head=head)
     loss = built.loss_fn(tf.constant(GOLD))
   return graph, built, loss
@@ -298,12 +300,12 @@ def _build(head, with_word_positions=True, seed=1):
 
 def _head_bias(bias):
   """Zero output kernel and this bias: every position gets the same logits."""
-  return {f"{model.HEAD_SCOPE}/output_weights": np.zeros([32, 3], np.float32),
-          f"{model.HEAD_SCOPE}/output_bias": np.array(bias, np.float32)}
+  return {f"{heads.HEAD_SCOPE}/output_weights": np.zeros([32, 3], np.float32),
+          f"{heads.HEAD_SCOPE}/output_bias": np.array(bias, np.float32)}
 
 
 def test_softmax_head_exact_outputs_and_loss():
-  graph, built, (loss, values, weights) = _build(model.HeadConfig())
+  graph, built, (loss, values, weights) = _build(heads.HeadConfig())
   with graph.as_default():
     # Logits [0, ln 3, 0] everywhere -> probabilities [0.2, 0.6, 0.2].
     outputs, loss, values, weights = _run(
@@ -321,7 +323,7 @@ def test_softmax_head_exact_outputs_and_loss():
 
 
 def test_crf_head_tags_only_word_starts_with_marginal_scores():
-  graph, built, (loss, values, weights) = _build(model.HeadConfig(kind="crf"))
+  graph, built, (loss, values, weights) = _build(heads.HeadConfig(kind="crf"))
   with graph.as_default():
     # Zero transitions: words are independent, p = [0.2, 0.6, 0.2] each.
     outputs, loss, values, weights = _run(
@@ -342,7 +344,7 @@ def test_crf_head_tags_only_word_starts_with_marginal_scores():
 
 
 def test_constrained_crf_head_never_starts_with_inside_tag():
-  head = model.HeadConfig(kind="crf", crf_constrain_bio=True)
+  head = heads.HeadConfig(kind="crf", crf_constrain_bio=True)
   graph, built, _ = _build(head)
   bias = [0.0, 0.5, math.log(3.0)]
   with graph.as_default():
@@ -360,7 +362,7 @@ def test_constrained_crf_head_never_starts_with_inside_tag():
 
 def test_crf_head_without_word_positions_uses_continuation_ids():
   # Id 6 is a continuation: row 0 has one word (at position 1).
-  head = model.HeadConfig(kind="crf", continuation_ids=(0, 2, 3, 6))
+  head = heads.HeadConfig(kind="crf", continuation_ids=(0, 2, 3, 6))
   graph, built, _ = _build(head, with_word_positions=False)
   with graph.as_default():
     outputs = _run(built.outputs, _head_bias([0.0, math.log(3.0), 0.0]))
@@ -369,11 +371,11 @@ def test_crf_head_without_word_positions_uses_continuation_ids():
 
 
 def test_bilstm_crf_head_shapes_and_variables():
-  head = model.HeadConfig(kind="bilstm_crf", lstm_units=4, lstm_layers=2)
+  head = heads.HeadConfig(kind="bilstm_crf", lstm_units=4, lstm_layers=2)
   graph, built, (loss, _, _) = _build(head)
   with graph.as_default():
     names = sorted(v.op.name for v in tf1.trainable_variables()
-                   if v.op.name.startswith(model.HEAD_SCOPE))
+                   if v.op.name.startswith(heads.HEAD_SCOPE))
     outputs, loss = _run((built.outputs, loss))
   assert names == [
       "ner_head/bilstm_0/bidirectional_rnn/bw/backward/bias",
@@ -400,7 +402,7 @@ def test_bilstm_crf_head_shapes_and_variables():
 def test_fixed_seed_gives_identical_outputs():
   runs = []
   for _ in range(2):
-    graph, built, (loss, _, _) = _build(model.HeadConfig())
+    graph, built, (loss, _, _) = _build(heads.HeadConfig())
     with graph.as_default():
       runs.append(_run((built.outputs[schema.OUTPUT_SCORES], loss)))
   (scores, loss), (scores_again, loss_again) = runs
@@ -411,7 +413,7 @@ def test_fixed_seed_gives_identical_outputs():
 
 def test_build_outputs_and_unknown_head():
   with tf.Graph().as_default():
-    outputs = model.build_outputs(modeling.BertConfig(**TINY_BERT), LABELS,
+    outputs = heads.build_outputs(modeling.BertConfig(**TINY_BERT), LABELS,
                                   _features())
     assert sorted(outputs) == sorted([schema.OUTPUT_TAGS,
                                       schema.OUTPUT_LABEL_IDS,
@@ -421,5 +423,5 @@ def test_build_outputs_and_unknown_head():
   with tf.Graph().as_default(), pytest.raises(
       ValueError, match=r"Unknown head 'lstm'; allowed: softmax, crf, "
       r"bilstm_crf\."):
-    model.build_head(modeling.BertConfig(**TINY_BERT), LABELS, _features(),
-                     head=model.HeadConfig(kind="lstm"))
+    heads.build_head(modeling.BertConfig(**TINY_BERT), LABELS, _features(),
+                     head=heads.HeadConfig(kind="lstm"))

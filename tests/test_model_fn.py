@@ -1,14 +1,16 @@
-"""trainer.model_fn: checkpoint restore, the two spec kinds, eval metric ops."""
+"""trainer.training.model_fn: checkpoint restore, the two spec kinds, eval
+metric ops.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.tiny_bert import save_random_bert
-from trainer import hooks
-from trainer import metrics
-from trainer import model
-from trainer import model_fn as model_fn_lib
+from trainer.training import hooks
+from trainer.evaluation import metrics
+from trainer.model import heads
+from trainer.training import model_fn as model_fn_lib
 from trainer import schema
 from trainer.tf_compat import modeling
 
@@ -31,7 +33,7 @@ def _bert_and_head():
   """BERT variables plus one head variable in the default graph."""
   ids = tf1.placeholder(tf.int32, [None, None])
   modeling.BertModel(modeling.BertConfig(**TINY_BERT), False, ids)
-  with tf1.variable_scope(model.HEAD_SCOPE):
+  with tf1.variable_scope(heads.HEAD_SCOPE):
     return tf1.get_variable("output_bias", [3])
 
 
@@ -106,7 +108,7 @@ def test_frozen_graph_has_no_gradient_into_bert(checkpoint, head):
   for freeze, expect_bert_gradients in ((True, False), (False, True)):
     model_fn = model_fn_lib.model_fn_builder(
         modeling.BertConfig(**TINY_BERT), LABELS, checkpoint, 1e-3, 10, 1,
-        freeze, head=model.HeadConfig(kind=head, lstm_units=4))
+        freeze, head=heads.HeadConfig(kind=head, lstm_units=4))
     with tf.Graph().as_default() as graph:
       features = {key: tf.ones([2, 5], tf.int32) for key in (
           schema.INPUT_IDS, schema.INPUT_MASK, schema.SEGMENT_IDS,
@@ -258,7 +260,7 @@ def _cached_batch():
 def test_cached_features_train_the_head_and_never_run_bert(checkpoint, head):
   model_fn = model_fn_lib.model_fn_builder(
       modeling.BertConfig(**TINY_BERT), LABELS, checkpoint, 1e-3, 10, 1, True,
-      head=model.HeadConfig(kind=head, lstm_units=4, bert_layers=(0,),
+      head=heads.HeadConfig(kind=head, lstm_units=4, bert_layers=(0,),
                             layer_combination="scalar_mix"))
   saved = tf.train.load_checkpoint(checkpoint).get_tensor(
       "bert/embeddings/word_embeddings")
@@ -295,7 +297,7 @@ def test_cached_features_train_the_head_and_never_run_bert(checkpoint, head):
 def test_cached_features_are_for_training_only(checkpoint):
   model_fn = model_fn_lib.model_fn_builder(
       modeling.BertConfig(**TINY_BERT), LABELS, checkpoint, 1e-3, 10, 1, True,
-      head=model.HeadConfig(bert_layers=(-1,)))
+      head=heads.HeadConfig(bert_layers=(-1,)))
   with tf.Graph().as_default(), pytest.raises(
       ValueError, match="Cached encoder features feed training only, not "
       "eval"):

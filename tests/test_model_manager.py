@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import input_checks
-from serving import model_manager
+from serving.server import input_checks
+from serving.server import model_manager
 from tests import serving_fixtures
 
 IDS_SPEC = tf.TensorSpec([None, None], tf.int32)
@@ -52,7 +52,7 @@ def test_to_array_converts_json_and_numpy_inputs():
      "Input x dimension 1 must be 3, not 2."),
 ])
 def test_to_array_refuses_lossy_or_misshapen_inputs(value, spec, message):
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     input_checks.to_array("x", value, spec)
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
   assert error.value.message.startswith(message)
@@ -108,14 +108,14 @@ def test_loaded_version_signatures_and_warmup(loaded):
      "take arrays of one shape [batch, seq_len]."),
 ])
 def test_coerce_inputs_name_what_is_wrong(loaded, signature, inputs, message):
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     loaded.coerce_inputs(signature, inputs)
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
   assert error.value.message == message
 
 
 def test_graph_errors_keep_their_status_code(loaded):
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     loaded.predict("predict_text", {"text": ["张" * 9000]})
   # The graph's assertion fails with InvalidArgumentError: same code here.
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -127,7 +127,7 @@ def test_manager_loads_newer_versions_and_refuses_unknown_ones(served,
   base = tmp_path / "export"
   manager = model_manager.ModelManager("ner", str(base))
   assert manager.load_latest() is None
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="No version of ner is served"):
     manager.get("ner")
   shutil.copytree(served["version_dir"], base / "2")
@@ -141,7 +141,7 @@ def test_manager_loads_newer_versions_and_refuses_unknown_ones(served,
                       "server has 'ner')."),
       ("ner", 3, "Servable not found for request: ner version 3 (serving "
                  "version 2).")):
-    with pytest.raises(model_manager.ServingError) as error:
+    with pytest.raises(input_checks.ServingError) as error:
       manager.get(name, version)
     assert error.value.code == grpc.StatusCode.NOT_FOUND
     assert error.value.message == message

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests.tiny_bert import write_workspace
-from trainer import train_lib
+from trainer.run import train_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

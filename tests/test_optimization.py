@@ -1,4 +1,5 @@
-"""trainer.optimization: AdamW equals bert's; each piece of the train op."""
+"""trainer.model.optimization: AdamW equals bert's; each piece of the train op.
+"""
 
 import collections
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import optimization
+from trainer.model import optimization
 from trainer.tf_compat import optimization as bert_optimization
 
 tf1 = tf.compat.v1

@@ -1,4 +1,4 @@
-"""Tests for trainer.parallel_reader."""
+"""Tests for trainer.data.formats.parallel_reader."""
 
 import os
 
@@ -6,9 +6,9 @@ import pytest
 
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import write
-from trainer import parallel_reader
-from trainer.data_warnings import DataWarnings
-from trainer.reader_common import Sentence
+from trainer.data.formats import parallel_reader
+from trainer.data.data_warnings import DataWarnings
+from trainer.data.formats.reader_common import Sentence
 
 
 def test_read_parallel_fixture_by_convention():

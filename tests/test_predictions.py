@@ -1,12 +1,13 @@
-"""Tests for trainer.predictions (pure Python)."""
+"""Tests for trainer.evaluation.predictions (pure Python)."""
 
 import io
 import json
 
 import pytest
 
-from trainer import predictions
-from trainer.readers import Sentence
+from trainer.data import word_splitting
+from trainer.evaluation import predictions
+from trainer.data.formats.reader_common import Sentence
 
 
 @pytest.mark.parametrize("tokens, text, spans", [
@@ -18,6 +19,17 @@ from trainer.readers import Sentence
 ])
 def test_join_tokens(tokens, text, spans):
   assert predictions.join_tokens(tokens) == (text, spans)
+
+
+@pytest.mark.parametrize("symbol", ["$", "~", ",", "“"])
+def test_join_tokens_uses_the_word_splitter_punctuation_rule(symbol):
+  # `word_splitting.is_punctuation` (BERT's rule, ASCII symbols included)
+  # decides, so '$' and ',' join alike: no space between two of them.
+  assert word_splitting.is_punctuation(symbol)
+  assert predictions.join_tokens(["Price", symbol, symbol]) == (
+      f"Price {symbol}{symbol}", [(0, 5), (6, 7), (7, 8)])
+  assert predictions.join_tokens(["Price", "a", "a"]) == (
+      "Price a a", [(0, 5), (6, 7), (8, 9)])
 
 
 def test_sentence_record_entities_and_spans():

@@ -1,11 +1,13 @@
-"""Tests for trainer.reader_common: line reading, byte errors, Sentence."""
+"""Tests for trainer.data.formats.reader_common: line reading, byte errors,
+Sentence.
+"""
 
 import pytest
 
 from tests.reader_fixtures import write
-from trainer import reader_common
-from trainer import readers
-from trainer.reader_common import Sentence
+from trainer.data.formats import reader_common
+from trainer.data import readers
+from trainer.data.formats.reader_common import Sentence
 
 
 def test_read_lines_bom_crlf_and_no_final_newline(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for trainer.readers: format detection, dispatch and re-exports.
+"""Tests for trainer.data.readers: format detection, dispatch and re-exports.
 
 Each format's reader has its own test file (test_conll_reader.py, ...).
 """
@@ -12,16 +12,14 @@ from tests.import_checks import assert_imports_without_tensorflow
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import REPO_ROOT
 from tests.reader_fixtures import write
-from trainer import conll_reader
-from trainer import data_files
-from trainer import jsonl_reader
-from trainer import parallel_reader
-from trainer import reader_common
-from trainer import readers
-from trainer import text_reader
-from trainer import word_splitting
-from trainer.readers import DataWarnings
-from trainer.readers import Sentence
+from trainer.data.formats import conll_reader
+from trainer.data import data_files
+from trainer.data.formats import jsonl_reader
+from trainer.data.formats import parallel_reader
+from trainer.data import readers
+from trainer.data.formats import text_reader
+from trainer.data.data_warnings import DataWarnings
+from trainer.data.formats.reader_common import Sentence
 
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
 
@@ -128,33 +126,15 @@ def test_read_sentences_missing_file(tmp_path):
     readers.read_sentences(str(tmp_path / "nope.txt"))
 
 
-def test_old_names_are_still_importable_from_readers():
-  assert readers.Sentence is reader_common.Sentence
-  assert readers.DOCSTART == "-DOCSTART-"
-  assert readers.read_conll is conll_reader.read_conll
-  assert readers.read_parallel is parallel_reader.read_parallel
-  assert readers.parallel_partner is parallel_reader.parallel_partner
-  assert readers.read_jsonl is jsonl_reader.read_jsonl
-  assert readers.read_text is text_reader.read_text
-  assert readers.default_word_splitter is word_splitting.default_word_splitter
-  assert readers.token_char_spans is word_splitting.token_char_spans
-  assert readers.is_chinese_char is word_splitting.is_chinese_char
-  assert readers.find_split_files is data_files.find_split_files
-  assert readers.SPLIT_FILE_NAMES is data_files.SPLIT_FILE_NAMES
-  assert readers.JSONL_EXTENSIONS == (".jsonl", ".json")
-  assert readers.OVERLAPPING_SPANS_CHOICES == ("error", "keep_longest",
-                                               "keep_first")
-  assert readers.DEFAULT_OVERLAPPING_SPANS == "keep_longest"
-  assert readers.FORMATS == ("auto", "conll", "parallel", "jsonl", "text")
-
-
 def test_pure_modules_do_not_import_tensorflow():
   assert_imports_without_tensorflow(
-      "trainer.readers, trainer.reader_common, trainer.conll_reader, "
-      "trainer.parallel_reader, trainer.jsonl_reader, trainer.text_reader, "
-      "trainer.word_splitting, trainer.data_files, trainer.data_checks, "
-      "trainer.data_warnings, trainer.tag_schemes, trainer.labels, "
-      "trainer.metrics, trainer.schema")
+      "trainer.data.readers, trainer.data.formats.reader_common, "
+      "trainer.data.formats.conll_reader, trainer.data.formats.parallel_reader, "
+      "trainer.data.formats.jsonl_reader, trainer.data.formats.text_reader, "
+      "trainer.data.word_splitting, trainer.data.data_files, "
+      "trainer.data.data_checks, trainer.data.data_warnings, "
+      "trainer.data.tag_schemes, trainer.data.labels, "
+      "trainer.evaluation.metrics, trainer.schema")
 
 
 # --- real data --------------------------------------------------------
@@ -183,10 +163,10 @@ def test_real_data_counts(relative_path, data_format, sentences, tokens):
                     reason="../shared/data is absent")
 def test_real_people_daily_folder_lacks_train_and_says_what_it_holds():
   folder = os.path.join(SHARED_DATA, "people_daily_ner")
-  found = readers.find_split_files(folder)
+  found = data_files.find_split_files(folder)
   assert (found["train"], os.path.basename(found["dev"]),
           os.path.basename(found["test"])) == (None, "example.dev",
                                                "example.test")
   with pytest.raises(ValueError, match=r"it holds README\.md, example\.dev, "
                      r"example\.test\."):
-    readers.find_split_files(folder, required_splits=("train",))
+    data_files.find_split_files(folder, required_splits=("train",))

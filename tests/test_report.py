@@ -1,4 +1,6 @@
-"""Tests for trainer.report: the page's figures, escaping, settings and CLI."""
+"""Tests for trainer.report.writer: the page's figures, escaping, settings and
+CLI.
+"""
 
 import json
 import os
@@ -9,8 +11,8 @@ import pytest
 
 from tests import report_fixtures
 from tests.report_fixtures import parse_html
-from trainer import report
-from trainer import report_analysis as ra
+from trainer.report import writer as report
+from trainer.report import analysis as ra
 
 CSV_LOG = ("step,loss,learning_rate,eval_entity_f1\n1,2.0,0.001,\n"
            "20,0.5,0.0005,0.4\n")
@@ -164,7 +166,7 @@ def test_remote_and_missing_folders_are_rejected(tmp_path):
 
 def test_cli_rebuilds_the_report_without_tensorflow(tmp_path):
   report_fixtures.write_run(tmp_path, extra={"training_log.csv": CSV_LOG})
-  code = ("import sys\nfrom trainer import report\n"
+  code = ("import sys\nfrom trainer.report import writer as report\n"
           f"status = report.main([{str(tmp_path)!r}])\n"
           "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
           "sys.exit(status)\n")

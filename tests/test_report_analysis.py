@@ -1,14 +1,13 @@
-"""Tests for trainer.report_analysis: exact outcomes on hand-made sentences."""
+"""Tests for trainer.report.analysis: exact outcomes on hand-made sentences."""
 
 
 import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
-from trainer import metrics
-from trainer import report_analysis as ra
-from trainer.report_analysis import Outcome, Span
-
-
+from trainer.evaluation import metrics
+from trainer.report import analysis as ra
+from trainer.report.analysis import Outcome
+from trainer.report.analysis import Span
 @pytest.mark.parametrize("gold, pred, expected", [
     # Each outcome on its own.
     (["B-PER", "I-PER", "O"], ["B-PER", "I-PER", "O"],
@@ -148,5 +147,5 @@ def test_read_key_values_and_eval_results_metrics():
 
 def test_report_modules_do_not_import_tensorflow():
   assert_imports_without_tensorflow(
-      "trainer.report, trainer.report_analysis, trainer.report_html, "
-      "trainer.report_plots, trainer.report_curves, trainer.report_assets")
+      "trainer.report.writer, trainer.report.analysis, trainer.report.page, "
+      "trainer.report.plots, trainer.report.curves, trainer.report.assets")

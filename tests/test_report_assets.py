@@ -1,12 +1,13 @@
-"""Tests for trainer.report_assets: type colours, inline CSS and JavaScript."""
+"""Tests for trainer.report.assets: type colours, inline CSS and JavaScript."""
 
 import re
 
-from trainer import report_assets
+from trainer import palette
+from trainer.report import assets as report_assets
 
 
 def test_type_colors_are_ten_distinct_hex_pairs():
-  colors = report_assets.TYPE_COLORS
+  colors = palette.TYPE_COLORS
   assert len(colors) == 10
   assert len(set(colors)) == 10
   for background, border in colors:
@@ -15,7 +16,7 @@ def test_type_colors_are_ten_distinct_hex_pairs():
 
 
 def test_type_color_css_one_class_per_color():
-  lines = report_assets.type_color_css().split("\n")
+  lines = palette.type_color_css().split("\n")
   assert len(lines) == 10
   assert lines[0] == ".c0 { --ent-bg: #dbeafe; --ent-border: #3b82f6; }"
   assert lines[1] == ".c1 { --ent-bg: #dcfce7; --ent-border: #22c55e; }"

@@ -1,11 +1,11 @@
-"""Tests for trainer.report_curves (event files, CSV log) and report_plots."""
+"""Tests for trainer.report.curves (event files, CSV log) and report_plots."""
 
 import os
 
 import pytest
 
-from trainer import report_curves
-from trainer import report_plots
+from trainer.report import curves as report_curves
+from trainer.report import plots as report_plots
 
 
 def test_read_csv_log():

@@ -1,7 +1,7 @@
-"""Tests for trainer.report_html: tables, sentence items and the page frame."""
+"""Tests for trainer.report.page: tables, sentence items and the page frame."""
 
-from trainer import report_analysis as ra
-from trainer import report_html as rh
+from trainer.report import analysis as ra
+from trainer.report import page as rh
 
 
 def _slice(page, start, end):

@@ -1,8 +1,8 @@
-"""Tests for trainer.report_plots: which panels are drawn, and the SVG."""
+"""Tests for trainer.report.plots: which panels are drawn, and the SVG."""
 
 import re
 
-from trainer import report_plots
+from trainer.report import plots as report_plots
 
 
 def _texts(svg):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from serving import request_codec
-from serving import transports
-from trainer import features
+from serving.client import request_codec
+from trainer.features import windows as windows_lib
+from serving.client.errors import PredictionError
 
 VOCAB = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4,
          "张": 5, "三": 6, "去": 7, "北": 8, "京": 9, "ok": 10, "##s": 11}
@@ -90,7 +90,7 @@ def test_records_from_window_outputs_give_char_offsets():
        {"type": "LOC", "text": "北京", "start": 3, "end": 5, "score": 0.5}],
       [],
       [{"type": "LOC", "text": "北京", "start": 4, "end": 6, "score": 0.5}]]
-  with pytest.raises(transports.PredictionError,
+  with pytest.raises(PredictionError,
                      match="INTERNAL: sent 5 windows, got 1 rows back"):
     request_codec.window_outputs_for_merge(windows, {
         "label_ids": np.zeros([1, 3]), "scores": np.zeros([1, 3])})
@@ -109,7 +109,7 @@ def test_records_from_text_outputs_skip_whitespace():
       {"type": "LOC", "text": "北京", "start": 3, "end": 5, "score": 1.0}]
   assert records[1]["entities"] == []
   outputs["lengths"] = np.array([4, 0])
-  with pytest.raises(transports.PredictionError,
+  with pytest.raises(PredictionError,
                      match="text 0 has 5 characters but the server counted 4"):
     request_codec.records_from_text_outputs(texts, outputs)
 
@@ -122,5 +122,5 @@ def test_batches():
 def test_merge_reuses_the_trainer_function():
   # The codec merges with the trainer's function, not a copy of it.
   assert request_codec.features_lib.merge_window_outputs is \
-      features.merge_window_outputs
+      windows_lib.merge_window_outputs
 

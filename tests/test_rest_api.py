@@ -4,8 +4,8 @@ import email.message
 
 import pytest
 
-from serving import model_manager
-from serving import rest_api
+from serving.server import rest_api
+from serving.server import input_checks
 from tests import serving_fixtures
 
 
@@ -36,16 +36,16 @@ def test_rest_predict_formats_without_http(manager):
                                            "inputs": ["张三", ""]})
   assert columns["outputs"]["lengths"] == [2, 0]
   assert columns["outputs"]["tags"][0] == rows["predictions"][0]["tags"]
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="The request body must be a JSON object."):
     rest_api.rest_predict(loaded, [1])
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="Every row needs every input"):
     rest_api.rest_predict(loaded, {"instances": [{"input_ids": [1]}, {}]})
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="Rows must be objects"):
     rest_api.rest_predict(loaded, {"instances": [[1, 2]]})
-  with pytest.raises(model_manager.ServingError,
+  with pytest.raises(input_checks.ServingError,
                      match="\"inputs\" must be an object"):
     rest_api.rest_predict(loaded, {"inputs": [[1, 2]]})
 
@@ -151,7 +151,7 @@ def test_body_length_reads_content_length(pairs, length):
      "Content-Length."),
 ])
 def test_body_length_refuses_bad_headers(pairs, code, message):
-  with pytest.raises(model_manager.ServingError) as error:
+  with pytest.raises(input_checks.ServingError) as error:
     rest_api.body_length(_headers(*pairs), 100)
   assert (error.value.code.name, error.value.message) == (code, message)
   assert rest_api.HTTP_STATUS[error.value.code] in (400, 413, 501)

@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from trainer import config as config_lib
-from trainer import run_inputs
-from trainer.config import NerConfig
+from trainer.run import config as config_lib
+from trainer.run import run_inputs
+from trainer.run.config import NerConfig
 from trainer.errors import UserError
-from trainer.sample_data import sample_data_dir
+from trainer.data.sample_data import sample_data_dir
 
 TRAIN = "John B-PER\nlives O\nin O\nParis B-LOC\n\nMary B-PER\nleft O\n"
 DEV = "Mary B-PER\nwent O\nto O\nParis B-LOC\n"
@@ -38,6 +38,14 @@ def test_resolve_data_files(tmp_path, data_dir):
   assert run_inputs.resolve_data_files(config)["test"] == "/x/raw.txt"
   embedded = run_inputs.resolve_data_files(NerConfig())
   assert embedded["train"] == os.path.join(sample_data_dir(), "train.txt")
+
+
+def test_each_split_flag_overrides_its_split(tmp_path, data_dir):
+  config = _config(tmp_path, data_dir, train_file="/x/t.txt",
+                   eval_file="/x/d.txt", predict_file="/x/p.txt")
+  assert run_inputs.resolve_data_files(config) == {
+      "train": "/x/t.txt", "dev": "/x/d.txt", "test": "/x/p.txt"}
+  assert not hasattr(run_inputs, "SPLIT_FLAGS")  # data_files owns the table
 
 
 def test_build_vocab(tmp_path):

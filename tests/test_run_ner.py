@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import run_ner
-from trainer import cli
+from trainer.run import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

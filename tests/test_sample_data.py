@@ -9,7 +9,7 @@ import unittest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR_PATH = os.path.join(REPO_ROOT, "tools", "make_sample_data.py")
-DATA_DIR = os.path.join(REPO_ROOT, "trainer", "sample_data")
+DATA_DIR = os.path.join(REPO_ROOT, "trainer", "data", "sample_data")
 
 TAGS = {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
 EXPECTED_SENTENCES = {"train": 400, "dev": 80, "test": 80}
@@ -147,7 +147,7 @@ class SampleDataTest(unittest.TestCase):
         self.assertLess(total, 300 * 1024)
 
     def test_sample_data_dir(self):
-        from trainer.sample_data import sample_data_dir
+        from trainer.data.sample_data import sample_data_dir
         self.assertEqual(os.path.realpath(sample_data_dir()), os.path.realpath(DATA_DIR))
         self.assertTrue(os.path.isfile(os.path.join(sample_data_dir(), "train.txt")))
 

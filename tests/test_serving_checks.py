@@ -1,4 +1,6 @@
-"""Tests for trainer.serving_checks: in-graph checks of served model inputs."""
+"""Tests for trainer.export.serving_checks: in-graph checks of served model
+inputs.
+"""
 
 import re
 
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import serving_checks
+from trainer.export import serving_checks
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1

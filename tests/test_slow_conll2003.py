@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from trainer import train_lib
+from trainer.run import train_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONLL_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003")

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from trainer import convert_checkpoint
-from trainer import train_lib
+from trainer.convert import convert_checkpoint
+from trainer.run import train_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONLL_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003")

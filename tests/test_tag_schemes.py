@@ -1,11 +1,11 @@
-"""Tests for trainer.tag_schemes."""
+"""Tests for trainer.data.tag_schemes."""
 
 import subprocess
 import sys
 
 import pytest
 
-from trainer import tag_schemes
+from trainer.data import tag_schemes
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -210,7 +210,7 @@ def test_allowed_transitions_rejects_bad_labels(labels, scheme, message):
 
 
 def test_tag_schemes_never_imports_tensorflow():
-  code = ("import sys; from trainer import tag_schemes; "
+  code = ("import sys; from trainer.data import tag_schemes; "
           "tag_schemes.allowed_transitions(['O', 'B-X', 'I-X']); "
           "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
   subprocess.run([sys.executable, "-c", code], check=True)

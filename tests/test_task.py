@@ -10,7 +10,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_package_never_imports_the_runner():
-  for path in glob.glob(os.path.join(REPO_ROOT, "trainer", "*.py")):
+  for path in glob.glob(os.path.join(REPO_ROOT, "trainer", "**", "*.py"),
+                        recursive=True):
     with open(path, encoding="utf-8") as reader:
       tree = ast.parse(reader.read())
     imported = set()

@@ -1,11 +1,11 @@
-"""Tests for trainer.text_reader."""
+"""Tests for trainer.data.formats.text_reader."""
 
 import pytest
 
 from tests.reader_fixtures import data_path
 from tests.reader_fixtures import write
-from trainer import text_reader
-from trainer.reader_common import Sentence
+from trainer.data.formats import text_reader
+from trainer.data.formats.reader_common import Sentence
 
 
 def test_read_text_fixture_keeps_true_line_numbers():

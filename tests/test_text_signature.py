@@ -1,14 +1,15 @@
-"""predict_text's in-graph tokenizer: vocab detection, table, windows, outputs."""
+"""predict_text's in-graph tokenizer: vocab detection, table, windows, outputs.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests import serving_fixtures
-from trainer import features
+from trainer.features import windows as windows_lib
 from trainer import schema
-from trainer import text_signature
-from trainer import tokenization
+from trainer.export import text_signature
+from trainer.features import tokenization
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_in_graph_windows_equal_the_trainer_windows(num_tokens, max_seq_length,
   window_features, layout = text_signature.text_features(
       tf.constant([text, "a b"]), table, 2, 3, True, max_seq_length,
       doc_stride, 100)
-  windows = features.plan_windows([1] * num_tokens, max_seq_length - 2,
+  windows = windows_lib.plan_windows([1] * num_tokens, max_seq_length - 2,
                                   doc_stride)
   input_ids = window_features["input_ids"].numpy()
   assert input_ids.shape[0] == len(windows) + 1
@@ -66,7 +67,7 @@ def test_in_graph_windows_equal_the_trainer_windows(num_tokens, max_seq_length,
   selected = text_signature.select_text_outputs(
       {"tags": fake, "label_ids": tf.zeros([rows, positions], tf.int32),
        "scores": tf.zeros([rows, positions])}, layout)
-  best = features.best_window_per_word(windows, num_tokens)
+  best = windows_lib.best_window_per_word(windows, num_tokens)
   expected = [f"w{best[i]}p{i - windows[best[i]][0] + 1}"
               for i in range(num_tokens)]
   assert [t.decode() for t in selected["tags"].numpy()[0][:num_tokens]] == \

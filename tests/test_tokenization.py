@@ -1,9 +1,10 @@
-"""NerTokenizer: BERT's word-pieces one word at a time, without touching FLAGS."""
+"""NerTokenizer: BERT's word-pieces one word at a time, without touching FLAGS.
+"""
 
 from absl import flags
 import pytest
 
-from trainer import tokenization
+from trainer.features import tokenization
 from trainer.tf_compat import tokenization as bert_tokenization
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]", "johan",

@@ -13,12 +13,12 @@ from tests.tiny_bert import checkpoint_variables
 from tests.tiny_bert import make_config
 from tests.tiny_bert import no_dropout_bert_config
 from tests.tiny_bert import write_tiny_checkpoint
-from trainer import estimator_lib
-from trainer import features
-from trainer import input_pipeline
+from trainer.training import estimator_lib
+from trainer.features import windows as windows_lib
+from trainer.features import input_pipeline
 from trainer import schema
-from trainer import tokenization
-from trainer import train_lib
+from trainer.features import tokenization
+from trainer.run import train_lib
 from trainer.errors import UserError
 from trainer.tf_compat import modeling
 
@@ -69,7 +69,7 @@ def test_train_eval_predict_export_and_serve(workspace):
   loaded = tf.saved_model.load(export_dir)
   serve = loaded.signatures[schema.SERVING_DEFAULT_SIGNATURE]
   words = records[2]["tokens"]
-  windows = features.convert_sentence(words, None, 0, tokenizer, 10, 3)
+  windows = windows_lib.convert_sentence(words, None, 0, tokenizer, 10, 3)
   assert len(windows) > 1  # the long sentence really is split
   outputs = []
   for window in windows:
@@ -83,7 +83,7 @@ def test_train_eval_predict_export_and_serve(workspace):
         schema.SCORE_MASK: window.score_mask,
         "tag": [t.decode() for t in result["tags"].numpy()[0]],
         "score": result["scores"].numpy()[0]})
-  merged = features.merge_window_outputs(outputs, [len(words)])[0]
+  merged = windows_lib.merge_window_outputs(outputs, [len(words)])[0]
   assert merged["tag"] == records[2]["tags"]
   np.testing.assert_allclose(merged["score"], records[2]["scores"], atol=1e-5)
 
@@ -213,8 +213,8 @@ def test_crf_heads_train_eval_predict(workspace, head):
 
 @pytest.mark.parametrize("head", ["softmax", "bilstm_crf"])
 def test_frozen_graph_has_no_gradient_into_bert(workspace, head):
-  from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
-  from trainer import model_fn as model_fn_lib  # pylint: disable=import-outside-toplevel
+  from trainer.model import heads as model_lib  # pylint: disable=import-outside-toplevel
+  from trainer.training import model_fn as model_fn_lib  # pylint: disable=import-outside-toplevel
   checkpoint = write_tiny_checkpoint(workspace)
   bert_config = modeling.BertConfig.from_json_file(workspace["bert_config_file"])
   labels = ["O", "B-LOC", "I-LOC"]
@@ -316,7 +316,8 @@ def test_output_dir_on_a_tf_filesystem(workspace):
 
 MIRRORED_SCRIPT = """
 import json, sys
-from trainer import estimator_lib, train_lib
+from trainer.training import estimator_lib
+from trainer.run import train_lib
 settings, devices = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 train_lib.run(train_lib.NerConfig(**settings),
               estimator_lib.DeviceOverrides(distribution_devices=devices))

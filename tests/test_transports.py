@@ -6,8 +6,10 @@ import socket
 import numpy as np
 import pytest
 
-from serving import transports
+from serving.client import transports
 from trainer import schema
+from serving.client.errors import PredictionError
+from serving.server import saved_model_session
 
 
 def test_rest_body_and_outputs_round_trip():
@@ -27,9 +29,9 @@ def test_rest_body_and_outputs_round_trip():
   assert outputs["tags"].tolist() == [[b"O", b"B-LOC"]]
   assert outputs["label_ids"].tolist() == [[0, 1]]
   assert outputs["scores"].tolist() == [[0.5, 1.0]]
-  with pytest.raises(transports.PredictionError, match="no 'outputs'"):
+  with pytest.raises(PredictionError, match="no 'outputs'"):
     transports.parse_rest_outputs({"predictions": []})
-  with pytest.raises(transports.PredictionError, match="one unnamed output"):
+  with pytest.raises(PredictionError, match="one unnamed output"):
     transports.parse_rest_outputs({"outputs": [[1]]})
 
 
@@ -55,7 +57,7 @@ def test_rest_predict_url():
 
 
 def test_prediction_error_and_protocols():
-  error = transports.PredictionError("NOT_FOUND", "no model")
+  error = PredictionError("NOT_FOUND", "no model")
   assert (str(error), error.code, error.message) == (
       "NOT_FOUND: no model", "NOT_FOUND", "no model")
   transports.check_protocol("rest")
@@ -75,23 +77,23 @@ def test_retries_then_gives_up_with_backoff(monkeypatch):
   def flaky():
     calls.append(1)
     if len(calls) < 3:
-      raise transports.PredictionError("UNAVAILABLE", "starting")
+      raise PredictionError("UNAVAILABLE", "starting")
     return "ok"
 
   retryable = lambda error: error.code == "UNAVAILABLE"
   assert transports.with_retries(flaky, 3, 0.1, retryable) == "ok"
   assert sleeps == [0.1, 0.2]
   calls.clear()
-  with pytest.raises(transports.PredictionError, match="UNAVAILABLE"):
+  with pytest.raises(PredictionError, match="UNAVAILABLE"):
     transports.with_retries(flaky, 1, 0.1, retryable)
   assert len(calls) == 2
 
   def invalid():
     calls.append(1)
-    raise transports.PredictionError("INVALID_ARGUMENT", "bad")
+    raise PredictionError("INVALID_ARGUMENT", "bad")
 
   calls.clear()
-  with pytest.raises(transports.PredictionError, match="INVALID_ARGUMENT"):
+  with pytest.raises(PredictionError, match="INVALID_ARGUMENT"):
     transports.with_retries(invalid, 5, 0.1, retryable)
   assert len(calls) == 1
 
@@ -107,7 +109,7 @@ def _closed_port():
 def test_unreachable_server_is_unavailable_after_retries(transport_class):
   transport = transport_class(f"127.0.0.1:{_closed_port()}", "ner",
                               timeout_s=2.0, max_retries=2, backoff_s=0.01)
-  with pytest.raises(transports.PredictionError) as error:
+  with pytest.raises(PredictionError) as error:
     transport.predict("serving_default",
                       {"input_ids": np.zeros([1, 3], np.int32)})
   assert error.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
@@ -146,13 +148,13 @@ def _ids(*rows):
 
 
 def test_thread_settings():
-  assert transports.thread_settings("latency") == (1, 1)
-  assert transports.thread_settings("throughput") == (0, 0)
+  assert saved_model_session.thread_settings("latency") == (1, 1)
+  assert saved_model_session.thread_settings("throughput") == (0, 0)
   with pytest.raises(ValueError, match="use one of latency, throughput"):
-    transports.thread_settings("fast")
+    saved_model_session.thread_settings("fast")
 
 
-@pytest.mark.parametrize("thread_mode", transports.THREAD_MODES)
+@pytest.mark.parametrize("thread_mode", saved_model_session.THREAD_MODES)
 def test_saved_model_transport_answers_as_the_eager_model(served, thread_mode):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   eager = tf.saved_model.load(served["version_dir"]).signatures
@@ -175,8 +177,8 @@ def test_saved_model_transport_answers_as_the_eager_model(served, thread_mode):
   finally:
     transport.close()
   # Latency mode runs each call in the caller's thread.
-  options = transports.SessionSavedModel(
-      served["version_dir"], *transports.thread_settings(thread_mode)
+  options = saved_model_session.SessionSavedModel(
+      served["version_dir"], *saved_model_session.thread_settings(thread_mode)
   ).run_options
   assert (options.inter_op_thread_pool if options else None) == (
       -1 if thread_mode == "latency" else None)
@@ -184,14 +186,14 @@ def test_saved_model_transport_answers_as_the_eager_model(served, thread_mode):
 
 def test_saved_model_transport_errors_are_prediction_errors(served):
   transport = transports.SavedModelTransport(served["export_dir"], "latency")
-  with pytest.raises(transports.PredictionError) as unknown:
+  with pytest.raises(PredictionError) as unknown:
     transport.predict("classify", _ids([2, 3]))
   assert unknown.value.code == "INVALID_ARGUMENT"
   assert "'classify' not found; the export has ['predict_examples', " \
       "'predict_text', 'serving_default']" in unknown.value.message
-  with pytest.raises(transports.PredictionError, match="not \\['ids'\\]"):
+  with pytest.raises(PredictionError, match="not \\['ids'\\]"):
     transport.predict("serving_default", {"ids": np.ones([1, 2], np.int32)})
-  with pytest.raises(transports.PredictionError) as out_of_range:
+  with pytest.raises(PredictionError) as out_of_range:
     transport.predict("serving_default", _ids([2, 5000, 3]))
   assert out_of_range.value.code == "INVALID_ARGUMENT"
   from tests import serving_fixtures  # pylint: disable=g-import-not-at-top

@@ -1,8 +1,8 @@
-"""Tests for trainer.word_splitting."""
+"""Tests for trainer.data.word_splitting."""
 
 import pytest
 
-from trainer import word_splitting
+from trainer.data import word_splitting
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tests.pipeline_fixtures import DEV
 from tests.pipeline_fixtures import TRAIN
-from trainer import train_lib
+from trainer.run import train_lib
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
@@ -75,15 +75,47 @@ def checkpoint_variables(checkpoint):
           for name, _ in tf.train.list_variables(checkpoint)}
 
 
+def bert_config_dict(vocab_size=len(VOCAB), **overrides):
+  """`TINY_CONFIG` for a `vocab_size`-piece vocab, updated by `overrides`."""
+  return dict(TINY_CONFIG, vocab_size=vocab_size, **overrides)
+
+
+def write_model_files(folder, vocab=VOCAB, **overrides):
+  """vocab.txt and bert_config.json (`bert_config_dict`) in `folder`.
+
+  Args:
+    folder: pathlib folder.
+    vocab: the word-pieces, one a line; sets vocab_size.
+    **overrides: BertConfig fields that differ from `TINY_CONFIG`.
+
+  Returns:
+    (bert_config_file, vocab_file) as str.
+  """
+  vocab_file = write_text(folder / "vocab.txt",
+                          "".join(piece + "\n" for piece in vocab))
+  bert_config_file = write_text(folder / "bert_config.json", json.dumps(
+      bert_config_dict(len(vocab), **overrides)))
+  return bert_config_file, vocab_file
+
+
+def write_checkpoint_dir(folder, vocab=VOCAB, **overrides):
+  """A Google-layout model folder: `write_model_files` + bert_model.ckpt.
+
+  Returns `folder` as str; its checkpoint is `folder`/bert_model.ckpt.
+  """
+  write_model_files(folder, vocab, **overrides)
+  save_random_bert(str(folder / "bert_model.ckpt"),
+                   bert_config_dict(len(vocab), **overrides))
+  return str(folder)
+
+
 def write_workspace(folder):
   """vocab.txt, bert_config.json and data/{train,dev,test}.txt in `folder`.
 
   Returns {"vocab_file", "bert_config_file", "data_dir", "tmp"} (paths as
   str, "tmp" the pathlib folder).
   """
-  vocab = write_text(folder / "vocab.txt", "".join(v + "\n" for v in VOCAB))
-  bert_config = write_text(folder / "bert_config.json", json.dumps(
-      dict(TINY_CONFIG, vocab_size=len(VOCAB))))
+  bert_config, vocab = write_model_files(folder)
   data_dir = folder / "data"
   data_dir.mkdir()
   write_text(data_dir / "train.txt", TRAIN)
@@ -116,9 +148,8 @@ def make_config(workspace, **overrides):  # pylint: disable=redefined-outer-name
 def no_dropout_bert_config(workspace):  # pylint: disable=redefined-outer-name
   """The tiny config without dropout, for runs that must match exactly."""
   path = workspace["tmp"] / "bert_config_nodrop.json"
-  path.write_text(json.dumps(dict(
-      TINY_CONFIG, vocab_size=len(VOCAB), hidden_dropout_prob=0.0,
-      attention_probs_dropout_prob=0.0)))
+  path.write_text(json.dumps(bert_config_dict(
+      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)))
   return path
 
 
@@ -131,23 +162,36 @@ def write_tiny_checkpoint(workspace):  # pylint: disable=redefined-outer-name
 
 def _bert_config_file(workspace, num_layers, dropout):  # pylint: disable=redefined-outer-name
   path = workspace["tmp"] / f"bert_config_{num_layers}_{dropout}.json"
-  path.write_text(json.dumps(dict(
-      TINY_CONFIG, vocab_size=len(VOCAB), num_hidden_layers=num_layers,
-      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)))
+  path.write_text(json.dumps(bert_config_dict(
+      num_hidden_layers=num_layers, hidden_dropout_prob=dropout,
+      attention_probs_dropout_prob=dropout)))
   return str(path)
 
 
+@pytest.fixture(scope="session")
+def frozen_checkpoint(tmp_path_factory):
+  """The 2-layer random BERT of `frozen`, written once per test session.
+
+  Shared by every test that uses `frozen`: read it (init_checkpoint), never
+  write next to it.
+  """
+  return save_random_bert(
+      str(tmp_path_factory.mktemp("frozen_bert") / "bert_model.ckpt"),
+      bert_config_dict(num_hidden_layers=2))
+
+
 @pytest.fixture()
-def frozen(workspace):  # pylint: disable=redefined-outer-name
+def frozen(workspace, frozen_checkpoint):  # pylint: disable=redefined-outer-name
   """Workspace with a 2-layer BERT checkpoint and a no-dropout config.
 
-  Adds "checkpoint" (the restored BERT) and "no_dropout_config" (its
-  config without dropout, for runs that must equal the cached encoder); its
-  "bert_config_file" becomes the 2-layer config with dropout 0.1.
+  Adds "checkpoint" (the restored BERT, `frozen_checkpoint`) and
+  "no_dropout_config" (its config without dropout, for runs that must equal
+  the cached encoder); its "bert_config_file" becomes the 2-layer config with
+  dropout 0.1.
   """
   workspace["bert_config_file"] = _bert_config_file(workspace, 2, 0.1)
   workspace["no_dropout_config"] = _bert_config_file(workspace, 2, 0.0)
-  workspace["checkpoint"] = write_tiny_checkpoint(workspace)
+  workspace["checkpoint"] = frozen_checkpoint
   return workspace
 
 

@@ -8,10 +8,10 @@ corpus.
 
 Usage (from the repository root)::
 
-    python tools/make_sample_data.py           # (re)write trainer/sample_data/*
+    python tools/make_sample_data.py           # (re)write trainer/data/sample_data/*
     python tools/make_sample_data.py --check   # exit 1 if the committed files differ
 
-Output, in ``trainer/sample_data/``:
+Output, in ``trainer/data/sample_data/``:
 
 * ``train.txt``, ``dev.txt``, ``test.txt``: CoNLL form, one character per line
   (``字 B-PER``, a single space), a blank line between sentences, IOB2 tags
@@ -23,7 +23,7 @@ training split; dev and test draw some of their fillers from those held-out
 entries, so evaluation sees entity strings that training never saw.
 
 Standard library only. The statistics printed at the end are the numbers
-quoted in ``trainer/sample_data/README.md``.
+quoted in ``trainer/data/sample_data/README.md``.
 """
 
 import argparse
@@ -35,7 +35,7 @@ import sys
 DEFAULT_SEED = 20240611
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_OUT_DIR = os.path.join(REPO_ROOT, "trainer", "sample_data")
+DEFAULT_OUT_DIR = os.path.join(REPO_ROOT, "trainer", "data", "sample_data")
 
 # Sentences per labelled split, and raw sentences for predict.txt.
 SPLIT_SIZES = (("train", 400), ("dev", 80), ("test", 80))
@@ -357,7 +357,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="regenerate in memory; exit 1 if the files on disk differ")
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                        help="output folder (default: trainer/sample_data)")
+                        help="output folder (default: trainer/data/sample_data)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
 

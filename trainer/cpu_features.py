@@ -165,7 +165,7 @@ def onednn_setting(environ: MutableMapping[str, str],
   TF 2.15 turns oneDNN on by itself only on x86 CPUs with AVX512_VNNI,
   AVX512_BF16, AVX_VNNI or AMX. On the others (AVX2 CPUs such as this
   repository's 2-core AMD EPYC) it is off, yet the fused dense/GELU/layer
-  norm of `trainer.fused_ops` only become single kernels through oneDNN.
+  norm of `trainer.model.fused_ops` only become single kernels through oneDNN.
   Measured there (bench/results/onednn_buckets_ab.md): prediction 200 vs
   168 sentences/s, single-sentence p99 45 vs 69 ms, training within the
   run-to-run spread. So on x86-64 the project turns it on, unless the user

@@ -1,7 +1,7 @@
 """Errors a user can fix, kept apart from bugs.
 
 A `UserError` says what is wrong with the run's flags, files or machine and
-how to fix it; the command line (`trainer.cli.run_main`) prints it as one
+how to fix it; the command line (`trainer.run.cli.run_main`) prints it as one
 ``error: ...`` line and exits 1. Any other exception is a bug and keeps its
 traceback. Pure Python (no TensorFlow import).
 

@@ -24,6 +24,13 @@ Extra bookkeeping features (int32) used to merge windows back into sentences:
                      window), else 0.
 """
 
+# --- Task heads ---------------------------------------------------------------
+# Allowed `--head`s (`trainer.model.heads.HeadConfig.kind`).
+HEADS = ("softmax", "crf", "bilstm_crf")
+# Allowed `--layer_combination`s: how several encoder layers become one vector
+# per position (`trainer.model.heads.combine_layers`).
+LAYER_COMBINATIONS = ("concat", "scalar_mix", "mean")
+
 # --- Feature keys -----------------------------------------------------------
 INPUT_IDS = "input_ids"
 INPUT_MASK = "input_mask"
@@ -33,8 +40,9 @@ EXAMPLE_INDEX = "example_index"
 WINDOW_INDEX = "window_index"
 WORD_POSITIONS = "word_positions"
 SCORE_MASK = "score_mask"
-# Cached training with a frozen encoder (trainer.encoder_cache): the selected
-# encoder layers at each word start of a window, float16 [words, layers, H].
+# Cached training with a frozen encoder (trainer.features.encoder_cache): the
+# selected encoder layers at each word start of a window, float16 [words,
+# layers, H].
 ENCODER_FEATURES = "encoder_features"
 
 # Features the model needs at serving time, in signature order.
@@ -138,14 +146,15 @@ PREDICTIONS_JSONL_FILENAME = "predictions.jsonl"
 # Dev-split predictions of the final evaluation (same layout as
 # predictions.conll), read by the report.
 EVAL_PREDICTIONS_CONLL_FILENAME = "eval_predictions.conll"
-# Self-contained HTML evaluation report (trainer.report).
+# Self-contained HTML evaluation report (trainer.report.writer).
 REPORT_FILENAME = "report.html"
 # The run's settings and resolved data files, for the report.
 RUN_CONFIG_FILENAME = "run_config.json"
 # Every record a reader accepted with a change (e.g. a dropped nested span).
 DATA_WARNINGS_FILENAME = "data_warnings.txt"
 CACHE_DIRNAME = "cache"
-# Seconds per training epoch (trainer.hooks.EpochTimingHook), for benchmarks.
+# Seconds per training epoch (trainer.training.hooks.EpochTimingHook), for
+# benchmarks.
 TRAIN_TIMING_FILENAME = "train_timing.json"
 EXPORT_DIRNAME = "export"
 ASSETS_EXTRA_DIRNAME = "assets.extra"

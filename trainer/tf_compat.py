@@ -13,7 +13,11 @@ hold::
 
 Every other module gets BERT through this one:
 
-    from trainer.tf_compat import modeling, optimization, tokenization
+    from trainer.tf_compat import modeling
+
+    from trainer.tf_compat import optimization
+
+    from trainer.tf_compat import tokenization
 """
 
 import sys

@@ -1,0 +1,228 @@
+"""A development stand-in for TensorFlow Serving (tests, laptops without it).
+
+Production serving is the `tensorflow/serving` image (see `docker-compose.yml`);
+this server answers the same requests for the same export folder so the client
+and tests run where TF Serving is not installed:
+
+  gRPC  tensorflow.serving.PredictionService/Predict, /GetModelMetadata
+        tensorflow.serving.ModelService/GetModelStatus     (`grpc_service`)
+  REST  GET  /v1/models/<name>[/versions/<v>]            model status
+        GET  /v1/models/<name>[/versions/<v>]/metadata   signature defs
+        POST /v1/models/<name>[/versions/<v>]:predict    "instances" (row) or
+                                                          "inputs" (columnar)
+                                                          (`rest_api`)
+
+It serves the highest version under `--model_base_path` (loaded with
+`tf.saved_model.load`, warmed up with `assets.extra/tf_serving_warmup_requests`)
+and switches to a newer version when one appears, without restarting
+(`model_manager`); when the served version's folder is deleted it serves the
+highest remaining one. Bad requests (unknown model, version or signature,
+missing or extra input, wrong dtype, a value the dtype cannot hold, ids
+outside the vocab, mismatched shapes, empty batch, too long) get
+INVALID_ARGUMENT or NOT_FOUND over gRPC and HTTP 400/404 with
+{"error": "..."} over REST, naming the input and the value, and the server
+keeps serving. Requests over --max_request_bytes are refused unread (HTTP
+413, gRPC RESOURCE_EXHAUSTED); REST connections silent for
+--rest_read_timeout_seconds are closed, and at most --rest_max_connections
+are served at once (more get 503). It runs one model, with no batching, TLS
+or auth, and binds 127.0.0.1 unless told otherwise: do not expose it.
+
+Each version runs in a Session of its own with --thread_mode's threads:
+"latency" (default: one intra-op and one inter-op thread, each request's
+ops in its own thread) or "throughput" (TensorFlow's defaults, for batches);
+--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism
+(TF Serving's names) set them one by one.
+
+    python -m serving.local_server --model_name=ner \
+        --model_base_path=output/export --port=8500 --rest_api_port=8501
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from serving.server import grpc_service
+from serving.server import model_manager
+from serving.server import rest_api
+from trainer import schema
+from serving.server import saved_model_session
+
+_LOG = logging.getLogger(__name__)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_POLL_SECONDS = model_manager.DEFAULT_POLL_SECONDS
+# Single requests are what the development server mostly answers.
+DEFAULT_THREAD_MODE = saved_model_session.LATENCY
+DEFAULT_THREADS = saved_model_session.thread_settings(DEFAULT_THREAD_MODE)
+
+
+class LocalModelServer:
+  """gRPC and REST servers over one `model_manager.ModelManager`.
+
+  Port 0 picks a free port; the bound ports are `grpc_port` and `rest_port`
+  after `start()`. `rest_api_port=None` runs no REST server. The limits are
+  `rest_api.start_rest_server`'s and `grpc_service.start_grpc_server`'s.
+  `intra_op_threads`/`inter_op_threads` are the model Session's (default:
+  the "latency" thread mode, 1 and 1; see `saved_model_session`). `mount`
+  adds pages beside the REST API (`python -m serving.local_server` mounts the
+  demo page, `serving.demo.endpoint`); None serves TF Serving's API alone.
+  """
+
+  def __init__(
+      self, model_name: str, model_base_path: str, port: int = 0,
+      rest_api_port: Optional[int] = 0, host: str = DEFAULT_HOST,
+      poll_seconds: float = DEFAULT_POLL_SECONDS, max_workers: int = 8,
+      max_request_bytes: int = model_manager.DEFAULT_MAX_REQUEST_BYTES,
+      rest_read_timeout_s: float = rest_api.DEFAULT_READ_TIMEOUT_S,
+      rest_max_connections: int = rest_api.DEFAULT_MAX_CONNECTIONS,
+      intra_op_threads: int = DEFAULT_THREADS[0],
+      inter_op_threads: int = DEFAULT_THREADS[1],
+      mount: Optional[rest_api.PageMount] = None):
+    self.host = host
+    self._mount = mount
+    self.manager = model_manager.ModelManager(
+        model_name, model_base_path, poll_seconds, intra_op_threads,
+        inter_op_threads)
+    self._port = port
+    self._rest_api_port = rest_api_port
+    self._max_workers = max_workers
+    self._max_request_bytes = max_request_bytes
+    self._rest_read_timeout_s = rest_read_timeout_s
+    self._rest_max_connections = rest_max_connections
+    self._grpc_server = None
+    self._http_server = None
+    self._http_thread = None
+    self.grpc_port = None
+    self.rest_port = None
+
+  def start(self) -> "LocalModelServer":
+    """Loads the latest version (if any), starts serving and polling."""
+    if self.manager.load_latest() is None:
+      _LOG.warning("No version under %s yet; waiting for one.",
+                   self.manager.model_base_path)
+    self._grpc_server, self.grpc_port = grpc_service.start_grpc_server(
+        self.manager, self.host, self._port, self._max_workers,
+        self._max_request_bytes)
+    if self._rest_api_port is not None:
+      self._http_server, self._http_thread = rest_api.start_rest_server(
+          self.manager, self.host, self._rest_api_port,
+          self._rest_read_timeout_s, self._rest_max_connections,
+          self._max_request_bytes, self._mount)
+      self.rest_port = self._http_server.server_address[1]
+    self.manager.start_polling()
+    _LOG.info("Serving %s on gRPC %s:%d, REST %s", self.manager.model_name,
+              self.host, self.grpc_port,
+              f"{self.host}:{self.rest_port}" if self.rest_port else "off")
+    return self
+
+  def stop(self) -> None:
+    self.manager.stop()
+    if self._http_server:
+      self._http_server.shutdown()
+      self._http_server.server_close()
+      self._http_thread.join(timeout=10)
+    if self._grpc_server:
+      self._grpc_server.stop(grace=1).wait(timeout=10)
+
+  def __enter__(self) -> "LocalModelServer":
+    return self.start()
+
+  def __exit__(self, *unused) -> None:
+    self.stop()
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="python -m serving.local_server",
+      description="Development server speaking TF Serving's gRPC and REST "
+                  "APIs for one exported NER model. Production: TF Serving.")
+  # Required
+  parser.add_argument("--model_base_path", required=True,
+                      help="export folder holding numbered versions.")
+  # Other (names as tensorflow_model_server's)
+  parser.add_argument("--model_name", default=schema.DEFAULT_MODEL_NAME,
+                      help="name clients ask for.")
+  parser.add_argument("--port", type=int, default=schema.DEFAULT_GRPC_PORT,
+                      help="gRPC port (0 = any free port).")
+  parser.add_argument("--rest_api_port", type=int,
+                      default=schema.DEFAULT_REST_PORT,
+                      help="REST port (0 = any free port, -1 = no REST).")
+  parser.add_argument("--host", default=DEFAULT_HOST,
+                      help="address to bind; keep 127.0.0.1 unless you know "
+                           "who can reach it.")
+  parser.add_argument("--file_system_poll_wait_seconds", type=float,
+                      default=DEFAULT_POLL_SECONDS,
+                      help="seconds between checks for a new version (> 0).")
+  # Limits (this server's own)
+  parser.add_argument("--max_request_bytes", type=int,
+                      default=model_manager.DEFAULT_MAX_REQUEST_BYTES,
+                      help="largest REST body or gRPC message, in bytes (> 0); "
+                           "larger ones get 413 / RESOURCE_EXHAUSTED unread.")
+  parser.add_argument("--rest_read_timeout_seconds", type=float,
+                      default=rest_api.DEFAULT_READ_TIMEOUT_S,
+                      help="seconds a REST connection may stay silent (> 0); "
+                           "a body that stalls longer gets 408.")
+  parser.add_argument("--rest_max_connections", type=int,
+                      default=rest_api.DEFAULT_MAX_CONNECTIONS,
+                      help="REST connections served at once (> 0); more get "
+                           "503 at once.")
+  # Threads (TF Serving's flag names; --thread_mode sets both)
+  parser.add_argument("--thread_mode", choices=saved_model_session.THREAD_MODES,
+                      default=DEFAULT_THREAD_MODE,
+                      help="latency: 1 intra-op and 1 inter-op thread, each "
+                           "request's ops run in its own thread (lowest "
+                           "single-sentence latency); throughput: "
+                           "TensorFlow's defaults (every core, for batches).")
+  parser.add_argument("--tensorflow_intra_op_parallelism", type=int,
+                      help="threads one op may use (0 = every core); "
+                           "default from --thread_mode.")
+  parser.add_argument("--tensorflow_inter_op_parallelism", type=int,
+                      help="ops run at once (0 = every core; 1 runs each "
+                           "request's ops in its own thread); default from "
+                           "--thread_mode.")
+  args = parser.parse_args(argv)
+  for flag in ("file_system_poll_wait_seconds", "max_request_bytes",
+               "rest_read_timeout_seconds", "rest_max_connections"):
+    if getattr(args, flag) <= 0:
+      parser.error(f"--{flag} must be > 0, not {getattr(args, flag)}")
+  mode_threads = saved_model_session.thread_settings(args.thread_mode)
+  for index, flag in enumerate(("tensorflow_intra_op_parallelism",
+                                "tensorflow_inter_op_parallelism")):
+    if getattr(args, flag) is None:
+      setattr(args, flag, mode_threads[index])
+    elif getattr(args, flag) < 0:
+      parser.error(f"--{flag} must be >= 0, not {getattr(args, flag)}")
+  return args
+
+
+def main(argv: Optional[Sequence[str]] = None,
+         mount: Optional[rest_api.PageMount] = None) -> int:
+  """Serves until SIGINT/SIGTERM; `mount` adds pages (the command: the demo)."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  logging.basicConfig(level=logging.INFO,
+                      format="%(asctime)s %(levelname)s %(message)s")
+  # Before TensorFlow starts: the process's kernel thread pool (shared by
+  # the model's Session) gets the same size as the Session asks for.
+  tf.config.threading.set_intra_op_parallelism_threads(
+      args.tensorflow_intra_op_parallelism)
+  server = LocalModelServer(
+      args.model_name, args.model_base_path, args.port,
+      None if args.rest_api_port < 0 else args.rest_api_port, args.host,
+      args.file_system_poll_wait_seconds,
+      max_request_bytes=args.max_request_bytes,
+      rest_read_timeout_s=args.rest_read_timeout_seconds,
+      rest_max_connections=args.rest_max_connections,
+      intra_op_threads=args.tensorflow_intra_op_parallelism,
+      inter_op_threads=args.tensorflow_inter_op_parallelism,
+      mount=mount).start()
+  stopped = threading.Event()
+  for signal_number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signal_number, lambda *unused: stopped.set())
+  stopped.wait()
+  server.stop()
+  return 0
+

@@ -1,0 +1,98 @@
+"""A SavedModel in a `tf.compat.v1.Session` of its own, with its own threads.
+
+Used by the development server (`model_manager`: one per served version) and by
+the client's in-process transport (`serving.client.transports`). TensorFlow is
+imported when a session is made, so the thread-mode table imports without it.
+"""
+
+from typing import Dict, Mapping, Tuple
+
+import numpy as np
+
+from trainer import cpu_features
+
+Arrays = Dict[str, np.ndarray]
+
+# Thread modes of the in-process model and the development server.
+LATENCY = "latency"        # single requests: a request's ops in its thread
+THROUGHPUT = "throughput"  # batches: TensorFlow's defaults (all cores)
+THREAD_MODES = (LATENCY, THROUGHPUT)
+# (intra_op_parallelism_threads, inter_op_parallelism_threads); 0 lets
+# TensorFlow pick (one thread per core), as TF Serving's
+# --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism.
+_THREADS = {LATENCY: (1, 1), THROUGHPUT: (0, 0)}
+
+
+def thread_settings(thread_mode: str) -> Tuple[int, int]:
+  """(intra_op, inter_op) threads of a thread mode.
+
+  "latency": a single sentence is hundreds of small ops, and handing each
+  to a pool thread costs more than running it; one thread runs them in
+  order. "throughput" keeps TensorFlow's defaults, which a batch of 32
+  sentences keeps busy.
+
+  Example: thread_settings("latency") -> (1, 1).
+  """
+  if thread_mode not in _THREADS:
+    raise ValueError(f"thread_mode={thread_mode!r}; use one of "
+                     f"{', '.join(THREAD_MODES)}.")
+  return _THREADS[thread_mode]
+
+
+class SessionSavedModel:
+  """A SavedModel loaded into a `tf.compat.v1.Session` with its own threads.
+
+  TF Serving runs each model in a Session configured by
+  --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism;
+  this does the same in process. (Eager `tf.saved_model.load` cannot: its
+  thread settings are per process and fixed once TensorFlow starts.)
+
+  With `inter_op_threads=1` every call runs its ops in the calling thread
+  (`RunOptions.inter_op_thread_pool=-1`): the same order as one pool thread,
+  without a hand-off per call, and concurrent callers run side by side
+  instead of queueing on the one thread. `intra_op_threads` sizes the
+  session's kernel thread pool where TensorFlow gives it one; in a process
+  whose runtime already started, kernels share the process's pool.
+
+  Args:
+    version_dir: a SavedModel folder (`saved_model.pb`, variables/).
+    intra_op_threads: threads one op may use (0: TensorFlow's default).
+    inter_op_threads: ops run at once (0: TensorFlow's default).
+
+  Attributes:
+    signature_defs: {signature name: `SignatureDef`} of the export.
+    run_options: `RunOptions` of every call (caller's thread with
+      `inter_op_threads=1`), or None.
+  """
+
+  def __init__(self, version_dir: str, intra_op_threads: int = 0,
+               inter_op_threads: int = 0):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf1 = tf.compat.v1
+    cpu_features.prefer_onednn()  # as training does; before the first graph
+    graph = tf.Graph()
+    self._session = tf1.Session(graph=graph, config=tf1.ConfigProto(
+        intra_op_parallelism_threads=intra_op_threads,
+        inter_op_parallelism_threads=inter_op_threads,
+        use_per_session_threads=True))
+    self.run_options = (tf1.RunOptions(inter_op_thread_pool=-1)
+                        if inter_op_threads == 1 else None)
+    with graph.as_default():
+      meta_graph = tf1.saved_model.loader.load(
+          self._session, [tf.saved_model.SERVING], version_dir)
+    self.signature_defs = dict(meta_graph.signature_def)
+
+  def run(self, signature_name: str,
+          inputs: Mapping[str, np.ndarray]) -> Arrays:
+    """{output key: array} of one signature; raises `tf.errors.OpError`s.
+
+    Raises:
+      KeyError: for a signature or input key the export does not have.
+    """
+    signature = self.signature_defs[signature_name]
+    feed = {signature.inputs[key].name: value for key, value in inputs.items()}
+    fetches = {key: info.name for key, info in signature.outputs.items()}
+    return self._session.run(fetches, feed, options=self.run_options)
+
+  def close(self) -> None:
+    self._session.close()

@@ -1,0 +1,336 @@
+"""The inputs of one run: data files, sentences, labels, vocab and features.
+
+`RunInputs(config)` only resolves paths; `prepare()` writes what the run
+needs into output_dir (the from-scratch model's vocab.txt and
+bert_config.json, labels.txt) and loads the tokenizer. The run phases in
+`trainer.run.train_lib` then ask it for sentences and feature files:
+
+    inputs = RunInputs(config).prepare()
+    path, windows = inputs.features_file("train")   # cached TFRecord
+"""
+
+import json
+import os
+from typing import Iterator, Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from trainer.run import config as config_lib
+from trainer.features import context as context_lib
+from trainer.features import windows as features_lib
+from trainer import gfile_io
+from trainer.features import input_pipeline
+from trainer.data import labels as labels_lib
+from trainer.data import readers
+from trainer import schema
+from trainer.features import tokenization
+from trainer.errors import UserError
+from trainer.data.sample_data import sample_data_dir
+from trainer.data import data_files
+from trainer.data import data_warnings
+from trainer.data.formats import parallel_reader
+from trainer.data.formats import reader_common
+
+
+def resolve_data_files(config: config_lib.NerConfig
+                       ) -> dict[str, Optional[str]]:
+  """Returns {'train','dev','test'} -> path or None for the run.
+
+  `--data_dir` supplies conventional names; `--train_file`, `--eval_file` and
+  `--predict_file` override. With the embedded default the sample is used.
+  """
+  data_dir = config.data_dir
+  if config_lib.uses_embedded_default(config):
+    data_dir = sample_data_dir()
+  files = (data_files.find_split_files(data_dir) if data_dir
+           else {"train": None, "dev": None, "test": None})
+  for split, flag in data_files.SPLIT_FLAGS.items():
+    if getattr(config, flag):
+      files[split] = getattr(config, flag)
+  return files
+
+
+def build_vocab(sentences: Sequence[reader_common.Sentence],
+                do_lower_case: bool, path: str) -> int:
+  """Writes a vocab of the special tokens plus every piece of `sentences`.
+
+  Used only for a from-scratch model: characters (or words) are split and
+  lower-cased the way BERT's basic tokenizer does, so each becomes one whole
+  piece. Order: specials, then first appearance. Returns the vocab size.
+
+  Example: sentences [["Paris", "!"]] -> "[PAD] [UNK] [CLS] [SEP] [MASK]
+  paris !" (one per line), returns 7.
+  """
+  basic = tokenization.basic_tokenizer(do_lower_case)
+  vocab = list(schema.SPECIAL_TOKENS)
+  seen = set(vocab)
+  for sentence in sentences:
+    for token in sentence.tokens:
+      for piece in basic.tokenize(token):
+        if piece not in seen:
+          seen.add(piece)
+          vocab.append(piece)
+  with tf.io.gfile.GFile(path, "w") as writer:
+    writer.write("".join(f"{piece}\n" for piece in vocab))
+  return len(vocab)
+
+
+def prepare_output_dir(output_dir: str) -> None:
+  """Creates output_dir and its feature cache folder.
+
+  Raises:
+    UserError: when output_dir is a file or cannot be created, naming it and
+      the cause.
+  """
+  if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+    raise UserError(f"--output_dir={output_dir} is a file, not a directory; "
+                    "pass a folder (it is created if missing).")
+  try:
+    tf.io.gfile.makedirs(os.path.join(output_dir, schema.CACHE_DIRNAME))
+  except (tf.errors.OpError, OSError) as error:
+    raise UserError(f"Cannot create --output_dir={output_dir}: "
+                    f"{getattr(error, 'message', error)}") from None
+
+
+class RunInputs:
+  """Paths, sentences, labels, tokenizer and feature files of one run."""
+
+  def __init__(self, config: config_lib.NerConfig):
+    """Resolves the run's paths; reads and writes nothing but folder listings."""
+    self.config = config
+    self.files = resolve_data_files(config)
+    self.cache_dir = os.path.join(config.output_dir, schema.CACHE_DIRNAME)
+    self.bert_config_file, self.vocab_file = config_lib.model_files(config)
+    self.labels_file = os.path.join(config.output_dir, schema.LABELS_FILENAME)
+    self.labels: Optional[list[str]] = None  # set by prepare()
+    self.tokenizer: Optional[tokenization.NerTokenizer] = None  # prepare()
+    self._sentences: dict[str, list[reader_common.Sentence]] = {}
+    self._features: dict[str, tuple[str, int]] = {}
+    # What the readers accepted with a change (dropped nested spans, ...).
+    self.data_warnings = data_warnings.DataWarnings()
+    self._reused_scratch_vocab = False
+
+  def prepare(self) -> "RunInputs":
+    """Creates output_dir, model files and labels.txt; loads the tokenizer."""
+    prepare_output_dir(self.config.output_dir)
+    warnings_path = self._data_warnings_path()
+    if tf.io.gfile.exists(warnings_path):
+      tf.io.gfile.remove(warnings_path)  # a stale list from an earlier run
+    self._write_from_scratch_model_files()
+    self.labels = self._resolve_labels()
+    labels_lib.write_labels_file(self.labels, self.labels_file,
+                                 gfile_io.write_bytes)
+    logging.info("Labels (%d): %s", len(self.labels), " ".join(self.labels))
+    self.tokenizer = tokenization.NerTokenizer(self.vocab_file,
+                                               self.config.do_lower_case)
+    if self._reused_scratch_vocab:
+      self._warn_unknown_training_tokens()
+    return self
+
+  def splits_needed(self) -> list[str]:
+    """The splits the configured phases read, in reading order."""
+    config = self.config
+    return [split for split, wanted in (("train", config.do_train),
+                                        ("dev", config.do_eval),
+                                        ("test", config.do_predict))
+            if wanted]
+
+  def validate_data(self) -> None:
+    """Reads, checks and converts every split the run needs, before step 1.
+
+    A bad tag in the dev file is reported before training, not after it.
+    """
+    for split in self.splits_needed():
+      self.features_file(split)
+
+  def _data_warnings_path(self) -> str:
+    return os.path.join(self.config.output_dir, schema.DATA_WARNINGS_FILENAME)
+
+  def _record_warnings(self, split: str,
+                       split_warnings: data_warnings.DataWarnings) -> None:
+    """Logs a split's data warnings and rewrites data_warnings.txt."""
+    if not len(split_warnings):
+      return
+    self.data_warnings.extend(split_warnings)
+    for line in split_warnings.summary_lines():
+      logging.warning("Data warning (%s): %s", split, line)
+    path = self._data_warnings_path()
+    gfile_io.write_bytes(path, "".join(
+        f"{line}\n" for line in self.data_warnings.format_lines()
+    ).encode("utf-8"))
+    logging.warning("All %d data warnings are listed in %s",
+                    len(self.data_warnings), path)
+
+  def _warn_unknown_training_tokens(self) -> None:
+    """Warns when a reused from-scratch vocab does not cover the train data.
+
+    The first run builds vocab.txt from its training data; a rerun in the
+    same output_dir with different data reuses it, and unseen tokens become
+    [UNK].
+    """
+    if not self.config.do_train:
+      return
+    unknown, total, first = 0, 0, None
+    for sentence in self.sentences("train"):
+      for token in sentence.tokens:
+        total += 1
+        if schema.UNK_TOKEN in self.tokenizer.tokenize_word(token):
+          unknown += 1
+          first = first or f"{sentence.source} ({token!r})"
+    if unknown:
+      logging.warning(
+          "%d of %d training tokens map to %s with the from-scratch "
+          "vocabulary reused from %s (built by an earlier run on other data), "
+          "first at %s. Use a new --output_dir to build a vocabulary for this "
+          "data.", unknown, total, schema.UNK_TOKEN, self.vocab_file, first)
+
+  def sentences(self, split: str) -> list[reader_common.Sentence]:
+    """Sentences of a split ('train', 'dev' or 'test'), read once."""
+    if split not in self._sentences:
+      path = self.files[split]
+      if not path and self.config.data_dir:
+        raise UserError(data_files.missing_split_message(self.config.data_dir,
+                                                      split))
+      if not path:
+        raise UserError(f"No {split} file: pass --data_dir with a {split} "
+                        f"file or --{data_files.SPLIT_FLAGS[split]}.")
+      logging.info("Reading %s data from %s", split, path)
+      data_format = self.config.data_format
+      split_warnings = data_warnings.DataWarnings()
+      sentences = readers.read_sentences(
+          path, data_format,
+          overlapping_spans=self.config.overlapping_spans,
+          strip_token_suffix_digit=self.config.strip_token_suffix_digit,
+          warnings=split_warnings)
+      self._record_warnings(split, split_warnings)
+      if split != "test" and all(s.tags is None for s in sentences):
+        if data_format == "auto":
+          data_format = readers.detect_format(path)
+        raise UserError(
+            f"{path} was read as {data_format!r} (unlabelled) but {split} "
+            "data needs tags. Expected CoNLL lines 'token ... tag', a "
+            "parallel tokens/tags pair or CLUENER jsonl; pass --data_format "
+            "to choose explicitly.")
+      self._sentences[split] = sentences
+    return self._sentences[split]
+
+  def _write_from_scratch_model_files(self) -> None:
+    """vocab.txt and bert_config.json of a tiny from-scratch model, once."""
+    if self.config.bert_config_file:
+      return
+    self._reused_scratch_vocab = tf.io.gfile.exists(self.vocab_file)
+    if not self._reused_scratch_vocab:
+      size = build_vocab(self.sentences("train"), self.config.do_lower_case,
+                         self.vocab_file)
+      logging.info("Built a %d-piece vocabulary from the training data: %s",
+                   size, self.vocab_file)
+    if not tf.io.gfile.exists(self.bert_config_file):
+      with tf.io.gfile.GFile(self.vocab_file) as reader:
+        vocab_size = sum(1 for line in reader if line.strip())
+      with tf.io.gfile.GFile(self.bert_config_file, "w") as writer:
+        json.dump(dict(config_lib.TINY_BERT_CONFIG, vocab_size=vocab_size),
+                  writer, indent=2)
+      logging.info("Wrote a tiny from-scratch BERT config to %s",
+                   self.bert_config_file)
+
+  def _resolve_labels(self) -> list[str]:
+    """The run's labels: --labels_file, the training data's, or labels.txt.
+
+    Raises:
+      UserError: with no source of labels, or when they differ from those of
+        the checkpoints already in output_dir.
+    """
+    config = self.config
+    if config.labels_file:
+      labels = labels_lib.read_labels_file(config.labels_file,
+                                           gfile_io.read_bytes)
+    elif config.do_train:
+      labels = labels_lib.build_label_list([self.sentences("train")])
+    elif tf.io.gfile.exists(self.labels_file):
+      labels = labels_lib.read_labels_file(self.labels_file,
+                                           gfile_io.read_bytes)
+    else:
+      raise UserError(f"No label list: {self.labels_file} does not exist. "
+                      "Run with --do_train first, or pass --labels_file.")
+    if config.do_train:
+      labels_lib.check_labels_known(self.sentences("train"), labels,
+                                    "--labels_file")
+    trained = tf.train.latest_checkpoint(config.output_dir) is not None
+    if (tf.io.gfile.exists(self.labels_file) and not config.labels_file
+        and trained):
+      previous = labels_lib.read_labels_file(self.labels_file,
+                                             gfile_io.read_bytes)
+      if previous != labels:
+        raise UserError(
+            f"{self.labels_file} holds labels {previous} from an earlier run, "
+            f"but this data gives {labels}. Use a new --output_dir or pass "
+            f"--labels_file {self.labels_file}.")
+    return labels
+
+  def features_file(self, split: str) -> tuple[str, int]:
+    """Builds (or reuses) the feature TFRecord of a split, once per run.
+
+    Returns:
+      (path, number of windows).
+    """
+    if split not in self._features:
+      self._features[split] = self._build_features_file(split)
+    return self._features[split]
+
+  def _build_features_file(self, split: str) -> tuple[str, int]:
+    config = self.config
+    data_path = self.files[split]
+    if not data_path:
+      self.sentences(split)  # raises "No <split> file: ..."
+    settings = {
+        "max_seq_length": config.max_seq_length,
+        "doc_stride": config.doc_stride,
+        "do_lower_case": config.do_lower_case,
+        "data_format": config.data_format,
+        "overlapping_spans": config.overlapping_spans,
+        "strip_token_suffix_digit": config.strip_token_suffix_digit,
+        "labels": self.labels,
+    }
+    if config.context_pieces:
+      # Only when on, so context_pieces=0 keeps the earlier runs' cache keys.
+      settings.update(context_pieces=config.context_pieces,
+                      context_scope=config.context_scope)
+    inputs = [data_path, self.vocab_file]
+    partner = parallel_reader.parallel_partner(data_path)
+    if partner and tf.io.gfile.exists(partner):
+      inputs.append(partner)
+    key = input_pipeline.cache_key(inputs, settings)
+    path = input_pipeline.cache_path(self.cache_dir, split, key)
+    count = input_pipeline.read_feature_count(path)
+    if count is not None:
+      input_pipeline.log_cache_use(path, count, reused=True)
+      return path, count
+    sentences = self.sentences(split)
+    labels_lib.check_labels_known(sentences, self.labels, "--labels_file")
+    count = input_pipeline.write_features(self._windows(split, sentences),
+                                          path)
+    input_pipeline.log_cache_use(path, count, reused=False)
+    return path, count
+
+  def _windows(self, split: str, sentences: Sequence[reader_common.Sentence]
+               ) -> Iterator[features_lib.WindowFeatures]:
+    """Feature windows of every sentence, in order, with document context."""
+    label_ids = labels_lib.label_map(self.labels)
+    if self.config.context_pieces:
+      logging.info("Document context for %s: %s", split, context_lib.describe(
+          sentences, self.config.context_pieces, self.config.context_scope))
+    with_context = context_lib.sentences_with_context(
+        sentences, self.tokenizer, self.config.context_pieces,
+        self.config.context_scope)
+    for index, (sentence, (word_pieces, context)) in enumerate(
+        zip(sentences, with_context)):
+      tag_ids = (None if sentence.tags is None
+                 else [label_ids[tag] for tag in sentence.tags])
+      yield from features_lib.convert_sentence(
+          sentence.tokens, tag_ids, index, self.tokenizer,
+          self.config.max_seq_length, self.config.doc_stride,
+          context=context, word_pieces=word_pieces)
+      if (index + 1) % 5000 == 0:
+        logging.info("Converted %d/%d %s sentences", index + 1,
+                     len(sentences), split)

@@ -1,0 +1,1 @@
+"""`python -m trainer.task`: the cloud training command (see `__main__`)."""
