@@ -12,6 +12,11 @@ the trainer never needs them):
   `predict`  the test split in sequential batches of 32 (`Trainer.predict`);
   `latency`  one sentence: tokenize, forward, argmax, word tags.
 
+With ``"precision": "bfloat16"`` in the spec every forward pass (and so its
+backward) runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``: what
+``TrainingArguments(bf16=True)`` makes Trainer do on a CPU (the weights and
+the optimizer stay float32).
+
 Each runs in its own subprocess, started by `bench.vs_pytorch`:
 
     python -m bench.hf_peer --child '{"measure": "train", ...}'
@@ -85,6 +90,15 @@ def _encode(tokenizer, words: List[List[str]],
   return rows
 
 
+def _precision(spec: Dict[str, Any]):
+  """The autocast context of the spec's precision (a no-op for float32)."""
+  import contextlib
+  import torch
+  if spec.get("precision") == "bfloat16":
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+  return contextlib.nullcontext()
+
+
 def _cycle(loader) -> Iterator:
   while True:
     yield from loader
@@ -132,7 +146,8 @@ def train(spec: Dict[str, Any]) -> Dict[str, Any]:
   times, real, padded = [], 0, 0
   batches = _batches(spec, tokenizer, rows, len(labels))
   for step, batch in zip(range(steps), batches):
-    loss = model(**batch).loss
+    with _precision(spec):
+      loss = model(**batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -158,7 +173,7 @@ def predict(spec: Dict[str, Any]) -> Dict[str, Any]:
   rows = _encode(tokenizer, words)
   collate = transformers.DataCollatorWithPadding(tokenizer)
   tagged, batch_ends = [], []
-  with torch.inference_mode():
+  with torch.inference_mode(), _precision(spec):
     for first in range(0, len(rows), BATCH_SIZE):
       chunk = rows[first:first + BATCH_SIZE]
       batch = collate([{k: v for k, v in r.items() if k != "labels"}
@@ -180,7 +195,7 @@ def latency(spec: Dict[str, Any]) -> Dict[str, Any]:
   tokenizer, model = _model(spec, labels)
   model.eval()
   latencies = []
-  with torch.inference_mode():
+  with torch.inference_mode(), _precision(spec):
     for index in range(spec["requests"] + 10):
       sentence = words[index % len(words)]
       start = time.perf_counter()

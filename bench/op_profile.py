@@ -177,8 +177,6 @@ def run_setting(args, onednn, fused, training, bf16):
   """Runs `measure` in a subprocess with TF_ENABLE_ONEDNN_OPTS set."""
   env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0",
              TF_CPP_MIN_LOG_LEVEL="2")
-  if bf16:  # softmax stays float32, as the trainer runs it
-    env.update(cpu_features.bf16_rewrite_environment())
   command = [sys.executable, "-m", "bench.op_profile", "--child",
              json.dumps([args.config, fused, training, bf16, args.batch,
                          args.length, args.runs])]

@@ -70,6 +70,8 @@ def config_for(spec: Dict[str, Any], **fields):
       learning_rate=LEARNING_RATE, freeze_bert=False, bucketing=True,
       save_checkpoints_steps=10**6, keep_checkpoint_max=1)
   settings.update(spec.get("ours_config") or {})
+  if spec.get("precision") == "bfloat16":
+    settings["use_bf16"] = True  # bfloat16 products, float32 weights
   settings.update(fields)
   return train_lib.NerConfig(**settings)
 
@@ -117,15 +119,20 @@ def latency(spec: Dict[str, Any]) -> Dict[str, Any]:
   """Exports, loads the SavedModel in process, times single sentences."""
   import numpy as np
   from serving.client import transports
+  from serving.server import saved_model_session
   from trainer.features import windows as features_lib
   from trainer import schema
   from trainer.features import tokenization
   from trainer.run import train_lib
   config = config_for(spec, do_export=True, export_dir=os.path.join(
       spec["output_dir"], "latency_export"))
+  # The export is float32; bfloat16 serving is the session's rewrite, as
+  # TF Serving's --mixed_precision=bfloat16.
   model = transports.SavedModelTransport(
       train_lib.run(config)["export"],
-      thread_mode=spec.get("thread_mode", transports.LATENCY))
+      thread_mode=spec.get("thread_mode", saved_model_session.LATENCY),
+      mixed_precision=(saved_model_session.BFLOAT16
+                       if spec.get("precision") == "bfloat16" else None))
   tokenizer = tokenization.NerTokenizer(config.vocab_file, True)
   words, _ = vs_pytorch.read_conll(spec["test_file"])
   latencies = []

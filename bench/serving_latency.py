@@ -26,9 +26,14 @@ import numpy as np
 from serving.client import client as client_lib
 from serving.client import transports
 from serving.server import local_server
+from serving.server import saved_model_session
+from trainer import cpu_features
 from trainer.export import export_versions
 from trainer import schema
 from trainer.data.sample_data import sample_data_dir
+
+# The CPU flags each result records (which CPU gave the figures).
+BF16_FLAGS = frozenset(["avx2", "avx512_bf16", "amx_bf16"])
 
 
 def read_sentences(path: str) -> List[str]:
@@ -77,6 +82,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="sentences per batched request.")
   parser.add_argument("--batches", type=int, default=20,
                       help="batched requests timed (>= 1).")
+  parser.add_argument("--use_bf16", action="store_true",
+                      help="serve in bfloat16: the in-process session and "
+                           "the local server run the export with "
+                           "--mixed_precision=bfloat16 (CPUs with "
+                           "AVX512_BF16 or AMX).")
   return parser.parse_args(argv)
 
 
@@ -85,13 +95,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   sentences = read_sentences(args.input_file)
   settings = dict(export_dir=args.export_dir, signature=args.signature,
                   batch_size=args.batch_size, timeout_s=60.0)
+  mixed_precision = saved_model_session.BFLOAT16 if args.use_bf16 else None
   result = {"export_dir": export_versions.latest_version_dir(args.export_dir),
             "signature": args.signature, "batch_size": args.batch_size,
+            "mixed_precision": mixed_precision or "float32",
+            "cpu_flags": sorted(cpu_features.cpu_flags() & BF16_FLAGS),
             "sentences": len(sentences),
             "mean_chars": round(float(np.mean([len(s) for s in sentences])),
                                 1)}
   with client_lib.NerClient(
-      transport=transports.SavedModelTransport(args.export_dir),
+      transport=transports.SavedModelTransport(
+          args.export_dir, mixed_precision=mixed_precision),
       **settings) as ner:
     result["in_process"] = measure(ner, sentences, args.single_requests,
                                    args.batch_size, args.batches)
@@ -103,8 +117,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                    export_versions.SAVED_MODEL_FILENAME)):
       raise ValueError(f"--export_dir {base} is a version folder; the local "
                        "server needs the base folder above it.")
-    server = local_server.LocalModelServer(args.model_name, base,
-                                           rest_api_port=None).start()
+    server = local_server.LocalModelServer(
+        args.model_name, base, rest_api_port=None,
+        mixed_precision=mixed_precision).start()
     target = f"127.0.0.1:{server.grpc_port}"
   try:
     with client_lib.NerClient(target, args.model_name, **settings) as ner:

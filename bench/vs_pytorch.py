@@ -38,6 +38,14 @@ Our side alone (`bench/gpu_check.sh` does this per precision)::
 
 `--ours_config` passes extra `NerConfig` fields to our side (e.g.
 ``{"fused_ops": false}``) and `--onednn 0|1` sets TF_ENABLE_ONEDNN_OPTS.
+
+`--precisions float32,bfloat16` measures each side in both precisions (CPUs
+with AVX512_BF16 or AMX), interleaved like the frameworks: ours with
+`--use_bf16` for training and prediction and the export served with
+``mixed_precision="bfloat16"`` (TF Serving's --mixed_precision) for latency;
+HF with ``torch.autocast("cpu", torch.bfloat16)`` around every forward pass
+(what ``TrainingArguments(bf16=True)`` does on a CPU). The table then
+compares each precision with its peer and the best of each side.
 """
 
 # Heavy frameworks are imported inside the functions that run in the
@@ -67,6 +75,15 @@ LEARNING_RATE = 5e-5
 MAX_SEQ_LENGTH = 128
 RESULT_PREFIX = "VS_PYTORCH_RESULT "
 FRAMEWORKS = ("ours", "hf")
+PRECISIONS = ("float32", "bfloat16")
+# Result keys of (framework, precision): "ours", "hf", "ours_bf16", "hf_bf16".
+SIDES = ("ours", "hf", "ours_bf16", "hf_bf16")
+
+
+def side_name(framework: str, precision: str = "float32") -> str:
+  """Example: ("ours", "bfloat16") -> "ours_bf16"; ("hf", "float32") -> "hf".
+  """
+  return framework if precision == "float32" else f"{framework}_bf16"
 MEASURES = ("train", "fixed", "predict", "latency")
 # Full and --quick settings.
 FULL = dict(repeats=3, warmup_steps=5, train_steps=60, fixed_steps=10,
@@ -239,6 +256,7 @@ def launch(spec, args):
         f"{process.returncode}):\n{process.stderr[-4000:]}")
   result = json.loads(lines[-1][len(RESULT_PREFIX):])
   result.update(framework=spec["framework"], measure=spec["measure"],
+                precision=spec.get("precision", "float32"),
                 fixed_length=spec.get("fixed_length"),
                 wall_seconds=round(time.time() - started, 1))
   print(json.dumps(result), flush=True)
@@ -261,18 +279,22 @@ def measurements(settings, measures=MEASURES):
 
 
 def run_all(args, settings, base):
-  """Every measurement, frameworks alternating A/B then B/A per repeat."""
+  """Every measurement, sides alternating A/B then B/A per repeat."""
   runs = []
+  sides = [(framework, precision) for precision in args.precisions
+           for framework in args.frameworks]
   for repeat in range(settings["repeats"]):
-    order = args.frameworks if repeat % 2 == 0 else args.frameworks[::-1]
-    trained = os.path.join(args.work_dir, f"ours_trained_{repeat}")
+    order = sides if repeat % 2 == 0 else sides[::-1]
     for measure, extra in measurements(settings, args.measures):
-      for framework in order:
-        spec = dict(base, framework=framework, measure=measure, **extra)
-        output_dir = trained
+      for framework, precision in order:
+        spec = dict(base, framework=framework, measure=measure,
+                    precision=precision, **extra)
+        suffix = "" if precision == "float32" else "_bf16"
+        output_dir = os.path.join(args.work_dir,
+                                  f"ours_trained_{repeat}{suffix}")
         if measure == "fixed":
-          output_dir = os.path.join(args.work_dir,
-                                    f"ours_fixed{extra['fixed_length']}")
+          output_dir = os.path.join(
+              args.work_dir, f"ours_fixed{extra['fixed_length']}{suffix}")
         if framework == "ours" and measure in ("train", "fixed"):
           shutil.rmtree(output_dir, ignore_errors=True)
         spec["output_dir"] = output_dir
@@ -300,28 +322,59 @@ def figures(settings):
             False)])
 
 
+def _speedup(a, b, higher_better):
+  """How much faster side a is than side b (None when either is missing)."""
+  if not a or not b:
+    return None
+  return a / b if higher_better else b / a
+
+
+def _best(values, higher_better):
+  present = [value for value in values if value]
+  if not present:
+    return None
+  return max(present) if higher_better else min(present)
+
+
 def summarize(runs, settings):
-  """Per figure: each side's median, values and load averages; the speedup."""
+  """Per figure: each side's median, values and load averages; speedups.
+
+  "ours_speedup" is ours / HF in float32; with bfloat16 runs also
+  "ours_bf16_speedup" (ours / HF, both bfloat16), "bf16_gain_ours" and
+  "bf16_gain_hf" (each side's bfloat16 over its float32) and "best_speedup"
+  (our best precision over HF's best).
+  """
   summary = []
   for label, measure, length, metric, higher_better in figures(settings):
     row = {"figure": label, "metric": metric, "measure": measure,
            "fixed_length": length, "higher_is_better": higher_better}
-    for framework in FRAMEWORKS:
-      chosen = [r for r in runs if r["framework"] == framework and
-                r["measure"] == measure and r["fixed_length"] == length and
-                metric in r]
+    for side in SIDES:
+      chosen = [r for r in runs
+                if side_name(r["framework"], r.get("precision", "float32"))
+                == side and r["measure"] == measure and
+                r["fixed_length"] == length and metric in r]
       loads = [r["loadavg_start"][0] for r in chosen] + [
           r["loadavg_end"][0] for r in chosen]
-      row[framework] = {
+      row[side] = {
           "median": statistics.median([r[metric] for r in chosen])
                     if chosen else None,
           "values": [round(r[metric], 4) for r in chosen],
           "loadavg_1min": [min(loads), max(loads)] if loads else None}
-    if not any(row[framework]["values"] for framework in FRAMEWORKS):
+    if not any(row[side]["values"] for side in SIDES):
       continue  # not measured in this run
-    ours, hf = row["ours"]["median"], row["hf"]["median"]
-    row["ours_speedup"] = (None if not ours or not hf else
-                           (ours / hf if higher_better else hf / ours))
+    median = {side: row[side]["median"] for side in SIDES}
+    row["ours_speedup"] = _speedup(median["ours"], median["hf"],
+                                   higher_better)
+    if median["ours_bf16"] or median["hf_bf16"]:
+      row["ours_bf16_speedup"] = _speedup(median["ours_bf16"],
+                                          median["hf_bf16"], higher_better)
+      for framework in FRAMEWORKS:
+        row[f"bf16_gain_{framework}"] = _speedup(
+            median[f"{framework}_bf16"], median[framework], higher_better)
+      row["best_speedup"] = _speedup(
+          _best([median["ours"], median["ours_bf16"]], higher_better),
+          _best([median["hf"], median["hf_bf16"]], higher_better),
+          higher_better)
     summary.append(row)
   return summary
 
@@ -334,6 +387,8 @@ def markdown_table(summary):
     spread = f" ({low:.3g}-{high:.3g})" if len(side["values"]) > 1 else ""
     return f"{side['median']:.3g}{spread}"
 
+  if any("best_speedup" in row for row in summary):
+    return _precisions_table(summary, cell)
   lines = ["| workload | this project | HF transformers, length-grouped | "
            "ours faster by | load avg (1 min) |",
            "| --- | --- | --- | --- | --- |"]
@@ -346,6 +401,36 @@ def markdown_table(summary):
                  f"{cell(row['hf'])} | "
                  f"{'n/a' if speedup is None else f'{speedup:.2f}x'} | "
                  f"{load} |")
+  return "\n".join(lines) + "\n"
+
+
+def _ratio(value):
+  return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _load_range(row):
+  loads = [x for side in SIDES if row[side]["loadavg_1min"]
+           for x in row[side]["loadavg_1min"]]
+  return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "n/a"
+
+
+def _precisions_table(summary, cell):
+  """The table of a run with bfloat16 sides: each side, each precision's
+  ratio to its peer, our bfloat16 gain and the best against the best."""
+  lines = ["| workload | ours fp32 | ours bf16 | HF fp32 | HF bf16 | "
+           "ours/HF fp32 | ours/HF bf16 | ours bf16/fp32 | HF bf16/fp32 | "
+           "best ours/best HF | load avg (1 min) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+           "--- |"]
+  for row in summary:
+    lines.append(
+        f"| {row['figure']} | {cell(row['ours'])} | {cell(row['ours_bf16'])} "
+        f"| {cell(row['hf'])} | {cell(row['hf_bf16'])} | "
+        f"{_ratio(row['ours_speedup'])} | "
+        f"{_ratio(row.get('ours_bf16_speedup'))} | "
+        f"{_ratio(row.get('bf16_gain_ours'))} | "
+        f"{_ratio(row.get('bf16_gain_hf'))} | "
+        f"{_ratio(row.get('best_speedup'))} | {_load_range(row)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -392,6 +477,11 @@ def parse_args(argv):
   parser.add_argument("--frameworks", type=_names(FRAMEWORKS),
                       default=FRAMEWORKS,
                       help="comma-separated sides to run: ours,hf (both).")
+  parser.add_argument("--precisions", type=_names(PRECISIONS),
+                      default=("float32",),
+                      help="comma-separated precisions for every side: "
+                      "float32,bfloat16 (bfloat16 needs AVX512_BF16 or "
+                      "AMX; default float32).")
   parser.add_argument("--measures", type=_names(MEASURES), default=MEASURES,
                       help="comma-separated measurements: "
                       f"{','.join(MEASURES)} (all).")

@@ -558,3 +558,26 @@ def test_conll_spread_of_one_run_has_no_deviation():
   from bench import conll2003  # pylint: disable=g-import-not-at-top
   assert conll2003.spread([0.9]) == {"mean": 0.9, "std": 0.0, "min": 0.9,
                                      "max": 0.9, "n": 1}
+
+
+def test_summary_compares_each_precision_and_the_best():
+  settings = dict(vs_pytorch.QUICK, fixed_lengths=[16])
+  runs = [_run("ours", "train", 150.0, 1.0), _run("hf", "train", 100.0, 1.0),
+          dict(_run("ours", "train", 300.0, 1.0), precision="bfloat16"),
+          dict(_run("hf", "train", 200.0, 1.0), precision="bfloat16"),
+          _run("ours", "latency", 6.0, 1.0), _run("hf", "latency", 8.0, 1.0),
+          dict(_run("ours", "latency", 8.0, 1.0), precision="bfloat16"),
+          dict(_run("hf", "latency", 5.0, 1.0), precision="bfloat16")]
+  train, latency = vs_pytorch.summarize(runs, settings)
+  assert train["ours_speedup"] == 1.5 and train["ours_bf16_speedup"] == 1.5
+  assert train["bf16_gain_ours"] == 2.0 and train["bf16_gain_hf"] == 2.0
+  assert train["best_speedup"] == 1.5  # 300 vs 200 sentences/s
+  # Latency: lower is better; our best is float32 (6 ms), HF's bf16 (5 ms).
+  assert latency["best_speedup"] == pytest.approx(5.0 / 6.0)
+  assert latency["bf16_gain_ours"] == 0.75
+  assert vs_pytorch.markdown_table([train]).splitlines()[2] == (
+      "| training, steady state, sentences/s | 150 | 300 | 100 | 200 | "
+      "1.50x | 1.50x | 2.00x | 2.00x | 1.50x | 1.0-1.5 |")
+  assert vs_pytorch.side_name("ours", "bfloat16") == "ours_bf16"
+  assert vs_pytorch.parse_args(["--precisions", "float32,bfloat16"]
+                               ).precisions == ("float32", "bfloat16")

@@ -96,15 +96,6 @@ def test_reads_the_real_file_or_nothing(tmp_path):
   assert isinstance(cpu_features.has_fast_bf16(), bool)
 
 
-def test_bf16_rewrite_environment_keeps_softmax_float32():
-  assert cpu_features.bf16_rewrite_environment() == {
-      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE": "Softmax",
-      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_REMOVE": "Softmax",
-      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD": "Softmax"}
-  assert cpu_features.bf16_rewrite_environment(["Softmax", "Tanh"])[
-      "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD"] == "Softmax,Tanh"
-
-
 def test_does_not_import_tensorflow():
   assert_imports_without_tensorflow("trainer.cpu_features")
 

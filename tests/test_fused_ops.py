@@ -14,8 +14,8 @@ import tensorflow as tf
 from tests.test_tf_compat import google_variable_names
 from tests.tiny_bert import make_config as train_config
 from tests.tiny_bert import no_dropout_bert_config
-from trainer import cpu_features
 from trainer.model import fused_ops
+from trainer.model import precision
 from trainer.run import train_lib
 from trainer.tf_compat import modeling
 
@@ -23,7 +23,6 @@ tf1 = tf.compat.v1
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, LENGTH = 3, 7
-_DENYLIST_ADD = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD"
 
 
 def _config(**overrides):
@@ -223,17 +222,16 @@ def restore_fused_state():
     yield
 
 
-def test_apply_graph_settings_follows_the_config(restore_fused_state,
-                                                 monkeypatch):
-  for name in cpu_features.bf16_rewrite_environment():
-    monkeypatch.setenv(name, "unset by the test")
+def test_apply_graph_settings_follows_the_config(restore_fused_state):
   train_lib.apply_graph_settings(train_lib.NerConfig(fused_ops=False))
   assert not fused_ops.is_installed()
-  assert os.environ[_DENYLIST_ADD] == "unset by the test"
+  assert precision.compute_dtype() == tf.float32
   train_lib.apply_graph_settings(train_lib.NerConfig(fused_ops=True,
                                                      use_bf16=True))
   assert fused_ops.is_installed()
-  assert os.environ[_DENYLIST_ADD] == "Softmax"
+  assert precision.compute_dtype() == tf.bfloat16
+  train_lib.apply_graph_settings(train_lib.NerConfig(fused_ops=True))
+  assert precision.compute_dtype() == tf.float32
 
 
 def test_run_trains_fused_and_predicts_unfused_from_its_checkpoint(
@@ -276,6 +274,7 @@ import numpy as np
 import tensorflow as tf
 sys.path.insert(0, sys.argv[1])
 from trainer.model import fused_ops
+from trainer.model import precision
 from trainer.tf_compat import modeling
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()

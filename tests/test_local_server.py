@@ -214,3 +214,46 @@ def test_modules_run_as_scripts(module):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   assert result.stdout.startswith(f"usage: python -m {module} ")
+
+
+def test_mixed_precision_flag_is_tf_servings_and_checks_the_cpu(monkeypatch):
+  args = local_server.parse_args(["--model_base_path=/m"])
+  assert args.mixed_precision == ""  # float32, as TF Serving's default
+  monkeypatch.setattr(local_server.cpu_features, "bf16_support_error",
+                      lambda flag_name: None)
+  args = local_server.parse_args(["--model_base_path=/m",
+                                  "--mixed_precision=bfloat16"])
+  assert args.mixed_precision == "bfloat16"
+  monkeypatch.setattr(local_server.cpu_features, "bf16_support_error",
+                      lambda flag_name: f"Cannot use {flag_name}: no bf16.")
+  with pytest.raises(SystemExit):
+    local_server.parse_args(["--model_base_path=/m",
+                             "--mixed_precision=bfloat16"])
+  with pytest.raises(SystemExit):
+    local_server.parse_args(["--model_base_path=/m",
+                             "--mixed_precision=float16"])
+
+
+def test_bfloat16_server_runs_the_rewrite_and_tags_as_float32(served, server):
+  rewrite = tf.compat.v1.ConfigProto().graph_options.rewrite_options
+  assert server.manager.mixed_precision is None
+  current = server.manager.get("ner", None)
+  assert current.model.config.graph_options.rewrite_options == rewrite
+  with local_server.LocalModelServer(
+      "ner", served["export_dir"], rest_api_port=None,
+      mixed_precision="bfloat16") as bf16_server:
+    loaded = bf16_server.manager.get("ner", None)
+    options = loaded.model.config.graph_options.rewrite_options
+    assert options.auto_mixed_precision_onednn_bfloat16 == options.ON
+    answers = []
+    for port in (server.grpc_port, bf16_server.grpc_port):
+      with client.NerClient(f"127.0.0.1:{port}", "ner",
+                            export_dir=served["export_dir"],
+                            timeout_s=TIMEOUT_S) as ner:
+        answers.append(ner.predict_records(serving_fixtures.PREDICT))
+  pairs = [(a, b) for fp32, bf16 in zip(*answers)
+           for a, b in zip(fp32["tags"], bf16["tags"])]
+  assert len(pairs) > 20
+  # The bar for real models is 99.5% of CoNLL test tokens; the tiny
+  # model's scores are flatter, so a near tie may flip.
+  assert sum(a == b for a, b in pairs) / len(pairs) >= 0.9

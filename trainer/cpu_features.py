@@ -1,11 +1,11 @@
-"""bfloat16 on CPUs: run-time detection from /proc/cpuinfo, rewrite settings.
+"""CPU facts for bfloat16 and oneDNN: detection from /proc/cpuinfo.
 
 oneDNN runs bfloat16 matmuls at full speed only on CPUs with AVX512_BF16
 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later) or AMX
-(Intel Sapphire Rapids and later). Elsewhere TensorFlow's
-``auto_mixed_precision_onednn_bfloat16`` rewrite still converts the graph,
-but the kernels emulate bfloat16 and are slower than float32, so `--use_bf16`
-is refused there with a message saying why.
+(Intel Sapphire Rapids and later). Elsewhere bfloat16 graphs still run, but
+the kernels emulate bfloat16 and are slower than float32, so `--use_bf16`
+(and the development server's --mixed_precision=bfloat16) is refused there
+with a message saying why.
 
 Pure Python, no TensorFlow: the Linux kernel lists the instruction sets in
 the ``flags`` line of every processor in /proc/cpuinfo::
@@ -20,7 +20,7 @@ True``; an AVX2-only CPU (this repository's 2-core AMD EPYC) gives False.
 
 import os
 import platform
-from typing import Dict, FrozenSet, MutableMapping, Optional, Sequence
+from typing import FrozenSet, MutableMapping, Optional
 
 CPUINFO_PATH = "/proc/cpuinfo"
 
@@ -34,15 +34,6 @@ AMX_BF16_FLAGS = frozenset(["amx_tile", "amx_bf16"])
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # platform.machine() of the CPUs where this project turns oneDNN on.
 ONEDNN_MACHINES = ("x86_64", "AMD64")
-
-# Ops TF 2.15's oneDNN bfloat16 rewrite (auto_mixed_precision_onednn_bfloat16)
-# would run in bfloat16 but the project keeps in float32: the attention
-# softmax. (Loss, CRF and layer-norm statistics already stay float32: Exp,
-# Log and Mean are on the rewrite's deny list, and FusedBatchNormV3 keeps its
-# statistics in float32.)
-BF16_FLOAT32_OPS = ("Softmax",)
-# Grappler reads these when it rewrites a graph (at Session creation).
-_REWRITE_ENV_PREFIX = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
 
 
 def read_cpuinfo(path: str = CPUINFO_PATH) -> str:
@@ -139,23 +130,6 @@ def bf16_support_error(cpuinfo: Optional[str] = None,
           f"and run slower than float32. Drop {flag_name} on this machine, or "
           f"run on a CPU with AVX512_BF16 or AMX (Intel Cooper Lake / "
           f"Sapphire Rapids or later, AMD Zen 4 or later).")
-
-
-def bf16_rewrite_environment(float32_ops: Sequence[str] = BF16_FLOAT32_OPS
-                             ) -> Dict[str, str]:
-  """Environment variables that keep `float32_ops` out of bfloat16.
-
-  Set them (``os.environ.update(...)``) before creating the Session whose
-  ConfigProto turns on ``auto_mixed_precision_onednn_bfloat16``.
-
-  Example: ``bf16_rewrite_environment(("Softmax",))`` gives
-  ``{"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE": "Softmax",
-  "..._INFERLIST_REMOVE": "Softmax", "..._DENYLIST_ADD": "Softmax"}``.
-  """
-  names = ",".join(float32_ops)
-  return {f"{_REWRITE_ENV_PREFIX}ALLOWLIST_REMOVE": names,
-          f"{_REWRITE_ENV_PREFIX}INFERLIST_REMOVE": names,
-          f"{_REWRITE_ENV_PREFIX}DENYLIST_ADD": names}
 
 
 def onednn_setting(environ: MutableMapping[str, str],

@@ -263,7 +263,8 @@ class SavedModelTransport:
   """
 
   def __init__(self, export_dir: str,
-               thread_mode: str = saved_model_session.THROUGHPUT):
+               thread_mode: str = saved_model_session.THROUGHPUT,
+               mixed_precision: Optional[str] = None):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._op_error = tf.errors.OpError
     # Canonical error code -> its gRPC status name (3 -> "INVALID_ARGUMENT").
@@ -272,7 +273,7 @@ class SavedModelTransport:
     self.thread_mode = thread_mode
     self._model = saved_model_session.SessionSavedModel(
         export_versions.latest_version_dir(export_dir),
-        *saved_model_session.thread_settings(thread_mode))
+        *saved_model_session.thread_settings(thread_mode), mixed_precision)
 
   def predict(self, signature_name: str,
               inputs: Mapping[str, np.ndarray]) -> Arrays:

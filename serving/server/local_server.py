@@ -49,6 +49,7 @@ import tensorflow as tf
 from serving.server import grpc_service
 from serving.server import model_manager
 from serving.server import rest_api
+from trainer import cpu_features
 from trainer import schema
 from serving.server import saved_model_session
 
@@ -70,6 +71,8 @@ class LocalModelServer:
   the "latency" thread mode, 1 and 1; see `saved_model_session`). `mount`
   adds pages beside the REST API (`python -m serving.local_server` mounts the
   demo page, `serving.demo.endpoint`); None serves TF Serving's API alone.
+  `mixed_precision="bfloat16"` runs every served version in bfloat16
+  (`saved_model_session.session_config`), as TF Serving's --mixed_precision.
   """
 
   def __init__(
@@ -81,12 +84,13 @@ class LocalModelServer:
       rest_max_connections: int = rest_api.DEFAULT_MAX_CONNECTIONS,
       intra_op_threads: int = DEFAULT_THREADS[0],
       inter_op_threads: int = DEFAULT_THREADS[1],
-      mount: Optional[rest_api.PageMount] = None):
+      mount: Optional[rest_api.PageMount] = None,
+      mixed_precision: Optional[str] = None):
     self.host = host
     self._mount = mount
     self.manager = model_manager.ModelManager(
         model_name, model_base_path, poll_seconds, intra_op_threads,
-        inter_op_threads)
+        inter_op_threads, mixed_precision)
     self._port = port
     self._rest_api_port = rest_api_port
     self._max_workers = max_workers
@@ -184,7 +188,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="ops run at once (0 = every core; 1 runs each "
                            "request's ops in its own thread); default from "
                            "--thread_mode.")
+  parser.add_argument("--mixed_precision", default="",
+                      choices=("",) + saved_model_session.MIXED_PRECISION_MODES,
+                      help="TF Serving's flag: 'bfloat16' runs every served "
+                           "session's matmuls in bfloat16 (oneDNN's "
+                           "auto-mixed-precision rewrite; the export stays "
+                           "float32). Needs a CPU with AVX512_BF16 or AMX; "
+                           "default: float32.")
   args = parser.parse_args(argv)
+  if args.mixed_precision == saved_model_session.BFLOAT16:
+    unsupported = cpu_features.bf16_support_error(
+        flag_name="--mixed_precision=bfloat16")
+    if unsupported:
+      parser.error(unsupported)
   for flag in ("file_system_poll_wait_seconds", "max_request_bytes",
                "rest_read_timeout_seconds", "rest_max_connections"):
     if getattr(args, flag) <= 0:
@@ -218,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None,
       rest_max_connections=args.rest_max_connections,
       intra_op_threads=args.tensorflow_intra_op_parallelism,
       inter_op_threads=args.tensorflow_inter_op_parallelism,
-      mount=mount).start()
+      mount=mount, mixed_precision=args.mixed_precision or None).start()
   stopped = threading.Event()
   for signal_number in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signal_number, lambda *unused: stopped.set())

@@ -72,16 +72,19 @@ class LoadedVersion:
   (`saved_model_session.SessionSavedModel`) with `intra_op_threads` /
   `inter_op_threads` (TF Serving's
   --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism;
-  0 is TensorFlow's default). `signatures` maps each signature name to a
+  0 is TensorFlow's default) and `mixed_precision` (TF Serving's
+  --mixed_precision: None or "bfloat16"). `signatures` maps each signature
+  name to a
   function of numpy keyword arguments returning {output key: array}.
   """
 
   def __init__(self, version_dir: str, version: int,
-               intra_op_threads: int = 0, inter_op_threads: int = 0):
+               intra_op_threads: int = 0, inter_op_threads: int = 0,
+               mixed_precision: Optional[str] = None):
     self.version = version
     self.version_dir = version_dir
     self.model = saved_model_session.SessionSavedModel(
-        version_dir, intra_op_threads, inter_op_threads)
+        version_dir, intra_op_threads, inter_op_threads, mixed_precision)
     self.signature_defs = dict(self.model.signature_defs)
     self.signatures = {name: functools.partial(self._run, name)
                        for name in self.signature_defs}
@@ -171,12 +174,16 @@ class ModelManager:
 
   def __init__(self, model_name: str, model_base_path: str,
                poll_seconds: float = DEFAULT_POLL_SECONDS,
-               intra_op_threads: int = 0, inter_op_threads: int = 0):
+               intra_op_threads: int = 0, inter_op_threads: int = 0,
+               mixed_precision: Optional[str] = None):
+    saved_model_session.check_mixed_precision(mixed_precision)
     self.model_name = model_name
     self.model_base_path = model_base_path
     self._poll_seconds = poll_seconds
     # Every version's Session threads (`LoadedVersion`).
     self.threads = (intra_op_threads, inter_op_threads)
+    # Every version's session precision (None: float32; "bfloat16").
+    self.mixed_precision = mixed_precision or None
     self._lock = threading.Lock()
     self._current = None
     self._ended = set()  # versions served before, no longer served
@@ -210,7 +217,7 @@ class ModelManager:
       version = versions[-1]
       loaded = LoadedVersion(
           os.path.join(self.model_base_path, str(version)), version,
-          *self.threads)
+          *self.threads, self.mixed_precision)
       warmed = loaded.warm_up()
       self._serve(loaded)
       _LOG.info("Serving %s version %d from %s (%d warmup requests)%s",

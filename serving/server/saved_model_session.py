@@ -5,7 +5,7 @@ the client's in-process transport (`serving.client.transports`). TensorFlow is
 imported when a session is made, so the thread-mode table imports without it.
 """
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -21,6 +21,45 @@ THREAD_MODES = (LATENCY, THROUGHPUT)
 # TensorFlow pick (one thread per core), as TF Serving's
 # --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism.
 _THREADS = {LATENCY: (1, 1), THROUGHPUT: (0, 0)}
+
+
+# TF Serving's --mixed_precision values. "bfloat16" turns on grappler's oneDNN
+# bfloat16 auto-mixed-precision rewrite in every served session: matmuls and
+# the ops between them run in bfloat16 on the float32 SavedModel, whose
+# variables stay float32 (as TF Serving's model server does).
+BFLOAT16 = "bfloat16"
+MIXED_PRECISION_MODES = (BFLOAT16,)
+
+
+def check_mixed_precision(mixed_precision: Optional[str]) -> None:
+  """Raises ValueError unless `mixed_precision` is None, "" or a mode.
+
+  Example: check_mixed_precision("float16") raises, naming "bfloat16".
+  """
+  if mixed_precision and mixed_precision not in MIXED_PRECISION_MODES:
+    raise ValueError(f"mixed_precision={mixed_precision!r}; use one of "
+                     f"{', '.join(MIXED_PRECISION_MODES)} (or none).")
+
+
+def session_config(intra_op_threads: int = 0, inter_op_threads: int = 0,
+                   mixed_precision: Optional[str] = None):
+  """The `tf.compat.v1.ConfigProto` of a served session.
+
+  Example: session_config(1, 1, "bfloat16") has 1 and 1 threads, per-session
+  pools and `graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16`
+  ON (`RewriterConfig.ON`, 1).
+  """
+  check_mixed_precision(mixed_precision)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
+  config = tf.compat.v1.ConfigProto(
+      intra_op_parallelism_threads=intra_op_threads,
+      inter_op_parallelism_threads=inter_op_threads,
+      use_per_session_threads=True)
+  if mixed_precision == BFLOAT16:
+    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
+        rewriter_config_pb2.RewriterConfig.ON)
+  return config
 
 
 def thread_settings(thread_mode: str) -> Tuple[int, int]:
@@ -58,23 +97,25 @@ class SessionSavedModel:
     version_dir: a SavedModel folder (`saved_model.pb`, variables/).
     intra_op_threads: threads one op may use (0: TensorFlow's default).
     inter_op_threads: ops run at once (0: TensorFlow's default).
+    mixed_precision: None (float32) or "bfloat16" (`session_config`).
 
   Attributes:
+    config: the session's `ConfigProto` (`session_config`).
     signature_defs: {signature name: `SignatureDef`} of the export.
     run_options: `RunOptions` of every call (caller's thread with
       `inter_op_threads=1`), or None.
   """
 
   def __init__(self, version_dir: str, intra_op_threads: int = 0,
-               inter_op_threads: int = 0):
+               inter_op_threads: int = 0,
+               mixed_precision: Optional[str] = None):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     cpu_features.prefer_onednn()  # as training does; before the first graph
     graph = tf.Graph()
-    self._session = tf1.Session(graph=graph, config=tf1.ConfigProto(
-        intra_op_parallelism_threads=intra_op_threads,
-        inter_op_parallelism_threads=inter_op_threads,
-        use_per_session_threads=True))
+    self.config = session_config(intra_op_threads, inter_op_threads,
+                                 mixed_precision)
+    self._session = tf1.Session(graph=graph, config=self.config)
     self.run_options = (tf1.RunOptions(inter_op_thread_pool=-1)
                         if inter_op_threads == 1 else None)
     with graph.as_default():

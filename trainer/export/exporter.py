@@ -66,6 +66,7 @@ from trainer.export import export_versions
 from trainer import gfile_io
 from trainer.data import labels as labels_lib
 from trainer.model import heads as model_lib
+from trainer.model import precision
 from trainer import schema
 from trainer.export import serving_checks
 from trainer.export import text_signature
@@ -315,7 +316,8 @@ def _save_saved_model(staging: str, checkpoint_path: str, vocab_file: str,
       target = os.path.join(assets_staging, name)
       tf.io.gfile.copy(source, target, overwrite=True)
       asset_paths.append(target)
-    with tf.Graph().as_default() as graph:
+    # float32 whatever the run trained in (TF Serving's --mixed_precision).
+    with tf.Graph().as_default() as graph, precision.computing_in(tf.float32):
       signature_def_map = build_signatures()
       for path in asset_paths:
         tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, tf.constant(path))

@@ -40,6 +40,7 @@ while the graph is built; variables and checkpoints are unaffected)::
 """
 
 import contextlib
+import math
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import tensorflow as tf
@@ -47,6 +48,7 @@ from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.util import _pywrap_util_port
 
 from trainer import tf_compat
+from trainer.model import precision
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
@@ -90,7 +92,11 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
     Tensor of the shape and dtype of `x`.
 
   Example: ``gelu([-1., 0., 1.])`` = ``[-0.158808, 0., 0.841192]``.
+  A bfloat16 `x` (--use_bf16) of an encoder being trained goes to
+  `precision.gelu_bf16` (see `precision.building`).
   """
+  if x.dtype == tf.bfloat16 and precision.differentiable_gelu():
+    return precision.gelu_bf16(x)
   return tf.nn.gelu(x, approximate=True)
 
 
@@ -136,9 +142,13 @@ def _matmul_bias(inputs_2d: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
 
   The activation is applied to the 2-D BiasAdd output, before any reshape,
   because the remapper only fuses an activation that directly consumes the
-  BiasAdd.
+  BiasAdd. Runs in `precision.compute_dtype()`: in bfloat16 the input and
+  the float32 kernel and bias are cast right before the MatMul, and the
+  output is bfloat16.
   """
-  outputs = tf.nn.bias_add(tf.matmul(inputs_2d, kernel), bias)
+  outputs = tf.nn.bias_add(
+      tf.matmul(precision.to_compute(inputs_2d), precision.to_compute(kernel)),
+      precision.to_compute(bias))
   if activation is not None:
     outputs = activation(outputs)
   return outputs
@@ -159,8 +169,9 @@ def dense_layer_3d(input_tensor: tf.Tensor, num_attention_heads: int,
     name: variable scope ("query", "key", "value").
 
   Returns:
-    float Tensor [B, F, N, H]; creates ``<name>/kernel`` [D, N * H] and
-    ``<name>/bias`` [N * H] exactly as bert.modeling does.
+    Tensor [B, F, N, H] in the compute dtype (the attention products consume
+    it as is); creates ``<name>/kernel`` [D, N * H] and ``<name>/bias``
+    [N * H] exactly as bert.modeling does.
 
   Example: D=4, N=2, H=2: ``[B, F, 4] @ kernel[4, 4] + bias[4]`` is reshaped
   to [B, F, 2, 2]; element [b, f, n, h] is column n * H + h, as in
@@ -191,9 +202,10 @@ def dense_layer_3d_proj(input_tensor: tf.Tensor, hidden_size: int,
     name: variable scope ("dense").
 
   Returns:
-    float Tensor [B, F, D]; creates ``<name>/kernel`` [D, D] and
-    ``<name>/bias`` [D]. Row n * H + h of the kernel multiplies
-    input[..., n, h], as in bert.modeling's ``reshape(kernel, [N, H, D])``.
+    float32 Tensor [B, F, D] (it feeds dropout, the residual sum and layer
+    norm); creates ``<name>/kernel`` [D, D] and ``<name>/bias`` [D]. Row
+    n * H + h of the kernel multiplies input[..., n, h], as in
+    bert.modeling's ``reshape(kernel, [N, H, D])``.
   """
   with tf1.variable_scope(name):
     kernel = tf1.get_variable(name="kernel", shape=[hidden_size, hidden_size],
@@ -201,7 +213,8 @@ def dense_layer_3d_proj(input_tensor: tf.Tensor, hidden_size: int,
     bias = tf1.get_variable(name="bias", shape=[hidden_size],
                             initializer=tf1.zeros_initializer)
   inputs_2d = tf.reshape(input_tensor, [-1, num_attention_heads * head_size])
-  outputs = _matmul_bias(inputs_2d, kernel, bias, activation)
+  outputs = precision.to_float32(
+      _matmul_bias(inputs_2d, kernel, bias, activation))
   return _reshape_last(outputs, input_tensor, 2, [hidden_size])
 
 
@@ -219,13 +232,17 @@ def dense_layer_2d(input_tensor: tf.Tensor, output_size: int, initializer: Any,
     name: variable scope ("dense").
 
   Returns:
-    float Tensor [B, F, O]; creates ``<name>/kernel`` [D, O] and
-    ``<name>/bias`` [O].
+    Tensor [B, F, O]; creates ``<name>/kernel`` [D, O] and ``<name>/bias``
+    [O]. With an activation (the intermediate layer) in the compute dtype,
+    which the output layer's MatMul consumes; without one (the output
+    layer, feeding dropout, the residual sum and layer norm) float32.
   """
   last_dim = _static_last_dim(input_tensor)
   kernel, bias = _dense_variables(name, last_dim, output_size, initializer)
   outputs = _matmul_bias(tf.reshape(input_tensor, [-1, last_dim]), kernel,
                          bias, activation)
+  if activation is None:
+    outputs = precision.to_float32(outputs)
   return _reshape_last(outputs, input_tensor, 2, [output_size])
 
 
@@ -280,6 +297,57 @@ def layer_norm(input_tensor: tf.Tensor, name: Optional[str] = None
     return tf.reshape(normalized, shape) * gamma + beta
 
 
+def attention_layer(from_tensor, to_tensor, attention_mask=None,
+                    num_attention_heads=1, size_per_head=512, query_act=None,
+                    key_act=None, value_act=None,
+                    attention_probs_dropout_prob=0.0, initializer_range=0.02,
+                    batch_size=None, from_seq_length=None, to_seq_length=None):
+  """``modeling.attention_layer`` with its two products in the compute dtype.
+
+  In float32 this is bert.modeling's own function (the same graph). In
+  bfloat16 the query/key/value projections come out bfloat16, the two
+  einsums run in bfloat16, and the scores are float32 for the scaling, mask,
+  softmax and dropout; the probabilities are cast back for the context
+  einsum.
+
+  Args:
+    from_tensor: float32 [B, F, D]; to_tensor: float32 [B, T, D] (BertModel
+      passes rank-3 tensors); the rest as ``modeling.attention_layer``.
+
+  Returns:
+    [B, F, N, H] in the compute dtype (the output projection consumes it).
+  """
+  if precision.compute_dtype() == tf.float32:
+    return _ORIGINALS["attention_layer"](
+        from_tensor, to_tensor, attention_mask=attention_mask,
+        num_attention_heads=num_attention_heads, size_per_head=size_per_head,
+        query_act=query_act, key_act=key_act, value_act=value_act,
+        attention_probs_dropout_prob=attention_probs_dropout_prob,
+        initializer_range=initializer_range, batch_size=batch_size,
+        from_seq_length=from_seq_length, to_seq_length=to_seq_length)
+  if from_tensor.shape.rank != 3 or to_tensor.shape.rank != 3:
+    raise ValueError("fused_ops.attention_layer in bfloat16 needs rank-3 "
+                     "from_tensor and to_tensor, as BertModel passes.")
+  initializer = modeling.create_initializer(initializer_range)
+  query = dense_layer_3d(from_tensor, num_attention_heads, size_per_head,
+                         initializer, query_act, "query")
+  key = dense_layer_3d(to_tensor, num_attention_heads, size_per_head,
+                       initializer, key_act, "key")
+  value = dense_layer_3d(to_tensor, num_attention_heads, size_per_head,
+                         initializer, value_act, "value")
+  scores = precision.to_float32(tf.einsum(  # [B, N, F, T]
+      "BTNH,BFNH->BNFT", precision.to_compute(key),
+      precision.to_compute(query)))
+  scores = tf.multiply(scores, 1.0 / math.sqrt(float(size_per_head)))
+  if attention_mask is not None:
+    mask = tf.expand_dims(attention_mask, axis=[1])
+    scores += (1.0 - tf.cast(mask, tf.float32)) * -10000.0
+  probabilities = modeling.dropout(tf.nn.softmax(scores),
+                                   attention_probs_dropout_prob)
+  return tf.einsum("BNFT,BTNH->BFNH", precision.to_compute(probabilities),
+                   precision.to_compute(value))
+
+
 # bert.modeling global -> fused replacement. `get_activation("gelu")` reads the
 # module global `gelu` at call time, so replacing it covers BertModel.
 _REPLACEMENTS = {
@@ -288,6 +356,7 @@ _REPLACEMENTS = {
     "dense_layer_2d": dense_layer_2d,
     "gelu": gelu,
     "layer_norm": layer_norm,
+    "attention_layer": attention_layer,
 }
 # The functions bert.modeling had before `install()`.
 _ORIGINALS: Dict[str, Callable] = {
@@ -305,7 +374,8 @@ def is_installed() -> bool:
              for name, function in _REPLACEMENTS.items())
 
 
-def install(fused_layer_norm: Optional[bool] = None) -> None:
+def install(fused_layer_norm: Optional[bool] = None,
+            compute_dtype: Optional[tf.DType] = None) -> None:
   """Makes every later `modeling.BertModel` build the fused forms.
 
   Idempotent. Affects graph construction only; variables, checkpoints and
@@ -314,34 +384,42 @@ def install(fused_layer_norm: Optional[bool] = None) -> None:
   Args:
     fused_layer_norm: build layer norms in the FusedBatchNormV3 form; None
       (default) does so iff `fused_layer_norm_supported()`.
+    compute_dtype: dtype of the dense layers' and attention's products
+      (`trainer.model.precision`): tf.bfloat16 casts their inputs and float32
+      weights right before each product; None (default) is float32.
   """
   if fused_layer_norm is None:
     fused_layer_norm = fused_layer_norm_supported()
   _settings["fused_layer_norm"] = bool(fused_layer_norm)
+  precision.set_compute_dtype(compute_dtype or tf.float32)
   _set_functions(_REPLACEMENTS)
 
 
 def uninstall() -> None:
-  """Restores bert.modeling's own functions (idempotent)."""
+  """Restores bert.modeling's own functions, in float32 (idempotent)."""
+  precision.set_compute_dtype(tf.float32)
   _set_functions(_ORIGINALS)
 
 
 @contextlib.contextmanager
 def enabled(on: bool = True,
-            fused_layer_norm: Optional[bool] = None) -> Iterator[None]:
+            fused_layer_norm: Optional[bool] = None,
+            compute_dtype: Optional[tf.DType] = None) -> Iterator[None]:
   """Builds with (``on``) or without the fused forms inside the block.
 
   Restores the previous state on exit, so it nests inside `install()`.
-  `fused_layer_norm` is passed to `install`.
+  `fused_layer_norm` and `compute_dtype` are passed to `install`.
   """
   was_installed = is_installed()
   previous = dict(_settings)
+  previous_dtype = precision.compute_dtype()
   if on:
-    install(fused_layer_norm)
+    install(fused_layer_norm, compute_dtype)
   else:
     uninstall()
   try:
     yield
   finally:
     _settings.update(previous)
+    precision.set_compute_dtype(previous_dtype)
     _set_functions(_REPLACEMENTS if was_installed else _ORIGINALS)

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from trainer.model import bilstm as bilstm_lib
 from trainer.model import crf as crf_lib
+from trainer.model import precision
 from trainer import schema
 from trainer.tf_compat import modeling
 
@@ -192,12 +193,13 @@ def encoder_layers(bert_config, is_training: bool,
     list of float32 [B, T, H], in the order of `bert_layers`.
   """
   indices = resolve_layers(bert_layers, bert_config.num_hidden_layers)
-  model = modeling.BertModel(
-      config=bert_config, is_training=is_training,
-      input_ids=features[schema.INPUT_IDS],
-      input_mask=features[schema.INPUT_MASK],
-      token_type_ids=features[schema.SEGMENT_IDS],
-      use_one_hot_embeddings=use_one_hot_embeddings)
+  with precision.building(training=is_training):
+    model = modeling.BertModel(
+        config=bert_config, is_training=is_training,
+        input_ids=features[schema.INPUT_IDS],
+        input_mask=features[schema.INPUT_MASK],
+        token_type_ids=features[schema.SEGMENT_IDS],
+        use_one_hot_embeddings=use_one_hot_embeddings)
   all_layers = model.get_all_encoder_layers()
   return [all_layers[index] for index in indices]
 

@@ -173,8 +173,9 @@ class NerConfig:
   num_gpus: int = 0  # >= 2: MirroredStrategy over this machine's GPUs
   use_xla: bool = False  # XLA auto-clustering (best on GPU)
   use_amp: bool = False  # float16 matrix math on GPU, dynamic loss scaling
-  # bfloat16 matrix math on CPUs with AVX512_BF16 or AMX (oneDNN auto mixed
-  # precision; softmax, loss, CRF and layer-norm statistics stay float32).
+  # bfloat16 matrix math on CPUs with AVX512_BF16 or AMX: explicit casts
+  # before the encoder's products (trainer.model.precision); weights, layer
+  # norm, softmax, loss and CRF stay float32, exports are float32.
   # Needs oneDNN (TF_ENABLE_ONEDNN_OPTS=1 where it is not on by default).
   use_bf16: bool = False
   # Build BERT's dense layers, GELU and layer norm in the forms grappler and
@@ -437,6 +438,10 @@ def _check_bf16(config: NerConfig) -> None:
     raise UserError("--use_bf16 is bfloat16 on CPU; it cannot be combined "
                     "with --use_amp, --num_gpus or --use_tpu (on GPU use "
                     "--use_amp alone).")
+  if not config.fused_ops:
+    raise UserError("--use_bf16 computes in bfloat16 through the fused dense "
+                    "and attention layers (--fused_ops, the default); it "
+                    "cannot be combined with --nofused_ops.")
   unsupported = cpu_features.bf16_support_error()
   if unsupported:
     raise UserError(unsupported)

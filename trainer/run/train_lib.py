@@ -323,16 +323,17 @@ def apply_graph_settings(config: NerConfig) -> None:
 
   --fused_ops patches `bert.modeling` for every later BertModel (train,
   eval, predict and export graphs; `trainer.model.fused_ops`), --nofused_ops
-  restores its own ops. --use_bf16 keeps the attention softmax out of the
-  oneDNN bfloat16 rewrite (environment read by grappler when a Session
-  optimizes its graph; the rewrite itself is `estimator_lib.session_config`).
+  restores its own ops. --use_bf16 makes the fused dense layers and the
+  attention products compute in bfloat16 (`trainer.model.precision`: float32
+  weights cast right before each product; variables, optimizer state,
+  checkpoints, layer norm, softmax and the loss stay float32) in the train,
+  eval and predict graphs; exports are built in float32.
   """
   if config.fused_ops:
-    fused_ops.install()
+    fused_ops.install(
+        compute_dtype=tf.bfloat16 if config.use_bf16 else tf.float32)
   else:
     fused_ops.uninstall()
-  if config.use_bf16:
-    os.environ.update(cpu_features.bf16_rewrite_environment())
 
 
 def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
