@@ -159,3 +159,18 @@ def test_prefer_onednn_sets_the_variable_once():
   assert environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
   arm = {}
   assert not cpu_features.prefer_onednn(arm, "aarch64") and arm == {}
+
+
+def test_precision_note_hints_bf16_only_where_it_pays():
+  amx = frozenset(["avx2", "avx512_bf16", "amx_tile", "amx_bf16"])
+  assert cpu_features.precision_note(True, flags=amx) == (
+      "Encoder products in bfloat16 (--use_bf16); weights, layer norm, "
+      "softmax and the loss in float32.")
+  assert cpu_features.precision_note(False, flags=amx) == (
+      "Encoder products in float32; this CPU has native bfloat16 "
+      "(amx_bf16, amx_tile, avx512_bf16): --use_bf16 trains and predicts "
+      "faster (docs/speed.md).")
+  assert cpu_features.precision_note(False, flags=frozenset(["avx2"])) == (
+      "Encoder products in float32.")
+  assert cpu_features.precision_note(False, accelerated=True, flags=amx) == (
+      "Encoder products in float32.")

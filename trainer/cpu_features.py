@@ -166,3 +166,28 @@ def prefer_onednn(environ: Optional[MutableMapping[str, str]] = None,
     return False
   environ[ONEDNN_ENV] = value
   return True
+
+
+def precision_note(use_bf16: bool, accelerated: bool = False,
+                   flags: Optional[FrozenSet[str]] = None) -> str:
+  """The log line that says which precision a run's products use.
+
+  Args:
+    use_bf16: --use_bf16.
+    accelerated: a GPU/TPU run (--use_amp, --num_gpus, --use_tpu): no hint.
+    flags: `cpu_flags()` (None reads /proc/cpuinfo).
+
+  Examples: (True) -> "Encoder products in bfloat16 (--use_bf16) ...";
+  (False) on a CPU with AMX -> "... float32; this CPU has native bfloat16
+  (amx_bf16): --use_bf16 ..."; (False) on an AVX2 CPU -> "... float32."
+  """
+  if use_bf16:
+    return ("Encoder products in bfloat16 (--use_bf16); weights, layer norm, "
+            "softmax and the loss in float32.")
+  flags = cpu_flags() if flags is None else flags
+  if accelerated or not has_fast_bf16(flags):
+    return "Encoder products in float32."
+  native = sorted(flags & (AMX_BF16_FLAGS | {AVX512_BF16_FLAG}))
+  return ("Encoder products in float32; this CPU has native bfloat16 "
+          f"({', '.join(native)}): --use_bf16 trains and predicts faster "
+          "(docs/speed.md).")

@@ -360,6 +360,8 @@ def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
                  "to keep TensorFlow's default).", cpu_features.ONEDNN_ENV)
   config.validate()
   apply_graph_settings(config)
+  logging.info(cpu_features.precision_note(
+      config.use_bf16, config.use_amp or config.num_gpus or config.use_tpu))
   devices = devices or estimator_lib.NO_OVERRIDES
   if uses_embedded_default(config):
     logging.info("No data or model given: using the embedded sample dataset "
