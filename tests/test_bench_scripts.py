@@ -581,3 +581,11 @@ def test_summary_compares_each_precision_and_the_best():
   assert vs_pytorch.side_name("ours", "bfloat16") == "ours_bf16"
   assert vs_pytorch.parse_args(["--precisions", "float32,bfloat16"]
                                ).precisions == ("float32", "bfloat16")
+
+
+def test_bf16_serving_token_agreement():
+  from bench import bf16_serving  # pylint: disable=g-import-not-at-top
+  assert bf16_serving.token_agreement([["O", "B-PER"], ["B-LOC"]],
+                                      [["O", "O"], ["B-LOC"]]) == 2 / 3
+  with pytest.raises(ValueError):  # a sentence tagged at another length
+    bf16_serving.token_agreement([["O", "O"]], [["O"]])
