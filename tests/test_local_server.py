@@ -192,18 +192,24 @@ def test_thread_flags_default_to_latency_with_tf_serving_names():
     threads("--thread_mode=fast")
 
 
+def _records_from_each(served, *servers):
+  """The client's records of the PREDICT texts from each server (gRPC)."""
+  answers = []
+  for running in servers:
+    with client.NerClient(f"127.0.0.1:{running.grpc_port}", "ner",
+                          export_dir=served["export_dir"],
+                          timeout_s=TIMEOUT_S) as ner:
+      answers.append(ner.predict_records(serving_fixtures.PREDICT))
+  return answers
+
+
 def test_throughput_server_answers_as_the_latency_server(served, server):
   assert server.manager.threads == (1, 1)  # the default: latency
   with local_server.LocalModelServer(
       "ner", served["export_dir"], rest_api_port=None, intra_op_threads=0,
       inter_op_threads=0) as throughput:
     assert throughput.manager.threads == (0, 0)
-    answers = []
-    for port in (server.grpc_port, throughput.grpc_port):
-      with client.NerClient(f"127.0.0.1:{port}", "ner",
-                            export_dir=served["export_dir"],
-                            timeout_s=TIMEOUT_S) as ner:
-        answers.append(ner.predict_records(serving_fixtures.PREDICT))
+    answers = _records_from_each(served, server, throughput)
   for latency_record, throughput_record in zip(*answers):
     _same_records(latency_record, throughput_record)
 
@@ -245,12 +251,7 @@ def test_bfloat16_server_runs_the_rewrite_and_tags_as_float32(served, server):
     loaded = bf16_server.manager.get("ner", None)
     options = loaded.model.config.graph_options.rewrite_options
     assert options.auto_mixed_precision_onednn_bfloat16 == options.ON
-    answers = []
-    for port in (server.grpc_port, bf16_server.grpc_port):
-      with client.NerClient(f"127.0.0.1:{port}", "ner",
-                            export_dir=served["export_dir"],
-                            timeout_s=TIMEOUT_S) as ner:
-        answers.append(ner.predict_records(serving_fixtures.PREDICT))
+    answers = _records_from_each(served, server, bf16_server)
   pairs = [(a, b) for fp32, bf16 in zip(*answers)
            for a, b in zip(fp32["tags"], bf16["tags"])]
   assert len(pairs) > 20
