@@ -273,7 +273,18 @@ def run_mode(name, settings, checkpoint_dir, options):
                "f1": test["f1"],
                "per_type_f1": {t: test["per_type"][t]["f1"] for t in types}},
       "command": options["command"],
+      "machine": _machine(),
   }
+
+
+def _machine():
+  """"<model name>, <cores> cores, <arch>; <avx2/avx512_bf16/amx_bf16 flags>"."""
+  import platform  # pylint: disable=g-import-not-at-top
+  from trainer import cpu_features  # pylint: disable=g-import-not-at-top
+  flags = sorted(cpu_features.cpu_flags()
+                 & {"avx2", "avx512_bf16", "amx_bf16"})
+  return (f"{cpu_features.cpu_model_name()}, {os.cpu_count()} cores, "
+          f"{platform.machine()}; {' '.join(flags)}")
 
 
 def run_mode_in_fresh_process(name, settings, checkpoint_dir, options):

@@ -196,12 +196,13 @@ def _define_device_flags(defaults: config_lib.NerConfig) -> None:
                     "Mixed precision on GPU: float16 matrix math with dynamic "
                     "loss scaling; softmax and CRF stay float32.")
   flags.DEFINE_bool("use_bf16", defaults.use_bf16,
-                    "Mixed precision on CPU: bfloat16 matrix math through "
-                    "oneDNN for training and prediction; softmax, loss, CRF "
-                    "and layer-norm statistics stay float32. Only on CPUs "
+                    "Mixed precision on CPU: the encoder's matrix products "
+                    "in bfloat16 for training, evaluation and prediction; "
+                    "weights, checkpoints, layer norm, softmax, loss and CRF "
+                    "stay float32, and exports are float32. Only on CPUs "
                     "with AVX512_BF16 or AMX (checked at start; elsewhere "
-                    "bfloat16 is emulated and slower) and with oneDNN on "
-                    "(TF_ENABLE_ONEDNN_OPTS=1).")
+                    "bfloat16 is emulated and slower), with oneDNN on "
+                    "(TF_ENABLE_ONEDNN_OPTS=1) and --fused_ops.")
   flags.DEFINE_bool("fused_ops", defaults.fused_ops,
                     "Build BERT's dense layers, GELU and layer norm as "
                     "fusable ops (MatMul+BiasAdd+activation, fused layer "
