@@ -118,9 +118,10 @@ class LocalModelServer:
           self._max_request_bytes, self._mount)
       self.rest_port = self._http_server.server_address[1]
     self.manager.start_polling()
-    _LOG.info("Serving %s on gRPC %s:%d, REST %s", self.manager.model_name,
-              self.host, self.grpc_port,
-              f"{self.host}:{self.rest_port}" if self.rest_port else "off")
+    _LOG.info("Serving %s on gRPC %s:%d, REST %s, in %s",
+              self.manager.model_name, self.host, self.grpc_port,
+              f"{self.host}:{self.rest_port}" if self.rest_port else "off",
+              self.manager.mixed_precision or "float32")
     return self
 
   def stop(self) -> None:
