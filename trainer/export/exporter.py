@@ -54,8 +54,7 @@ best model.
 
 import json
 import os
-import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 import uuid
 
 from absl import logging
@@ -63,10 +62,10 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.export import export_versions
+from trainer.export import saved_model_writer
 from trainer import gfile_io
 from trainer.data import labels as labels_lib
 from trainer.model import heads as model_lib
-from trainer.model import precision
 from trainer import schema
 from trainer.export import serving_checks
 from trainer.export import text_signature
@@ -291,56 +290,6 @@ def _read_bert_config(checkpoint_path: str, bert_config_file: str,
   return bert_config
 
 
-def _save_saved_model(staging: str, checkpoint_path: str, vocab_file: str,
-                      labels_file: str,
-                      build_signatures: Callable[[], Dict[str, Any]]
-                      ) -> Dict[str, Any]:
-  """Writes the SavedModel (graph, restored variables, assets) to `staging`.
-
-  Args:
-    staging: folder to create (must not exist).
-    checkpoint_path: checkpoint prefix whose variables are saved.
-    vocab_file, labels_file: copied to assets/vocab.txt and assets/labels.txt.
-    build_signatures: builds the signatures in the default graph; returns
-      {signature name: SignatureDef}.
-
-  Returns:
-    The signature def map `build_signatures` returned.
-  """
-  assets_staging = tempfile.mkdtemp(prefix="ner_export_assets_")
-  try:
-    # Assets keep their base names, so stage them under canonical ones.
-    asset_paths = []
-    for source, name in ((vocab_file, schema.VOCAB_FILENAME),
-                         (labels_file, schema.LABELS_FILENAME)):
-      target = os.path.join(assets_staging, name)
-      tf.io.gfile.copy(source, target, overwrite=True)
-      asset_paths.append(target)
-    # float32 whatever the run trained in (TF Serving's --mixed_precision).
-    with tf.Graph().as_default() as graph, precision.computing_in(tf.float32):
-      signature_def_map = build_signatures()
-      for path in asset_paths:
-        tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, tf.constant(path))
-      saver = tf1.train.Saver(tf1.global_variables())
-      # Runs at load time (TF Serving and tf.saved_model.load): fills the
-      # predict_text character table.
-      main_op = tf1.tables_initializer()
-      with tf1.Session(graph=graph) as session:
-        saver.restore(session, checkpoint_path)
-        builder = tf1.saved_model.Builder(staging)
-        builder.add_meta_graph_and_variables(
-            session, [tf1.saved_model.tag_constants.SERVING],
-            signature_def_map=signature_def_map,
-            assets_collection=tf1.get_collection(
-                tf1.GraphKeys.ASSET_FILEPATHS),
-            main_op=main_op,
-            strip_default_attrs=True)
-        builder.save()
-  finally:
-    tf.io.gfile.rmtree(assets_staging)
-  return signature_def_map
-
-
 def _write_assets_extra(staging: str, full_config: Mapping[str, Any],
                         warmup_inputs: Mapping[str, Mapping[str, np.ndarray]]
                         ) -> None:
@@ -393,8 +342,9 @@ def export_model(export_dir: str, checkpoint_path: str, bert_config_file: str,
 
   staging = _new_staging_dir(export_dir)
   try:
-    signature_def_map = _save_saved_model(staging, checkpoint_path, vocab_file,
-                                          labels_file, build_signatures)
+    signature_def_map = saved_model_writer.save_saved_model(
+        staging, checkpoint_path, vocab_file, labels_file, build_signatures,
+        constant_weights=bool(ner_config.get("constant_weights")))
     signature_names = [name for name in schema.SIGNATURES
                        if name in signature_def_map]
     full_config = dict(ner_config)

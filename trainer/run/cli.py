@@ -73,6 +73,12 @@ def define_flags() -> None:
   flags.DEFINE_string("export_dir", None,
                       "Base directory of exported versions; default "
                       "<output_dir>/export.")
+  flags.DEFINE_bool("export_constant_weights",
+                    defaults.export_constant_weights,
+                    "Export the weights as constants of the serving graph "
+                    "(no variables/): TF Serving prepares each weight once, "
+                    "and with --mixed_precision=bfloat16 keeps them in "
+                    "bfloat16; faster single sentences.")
   flags.DEFINE_integer("seed", defaults.seed, "Random seed.")
 
 

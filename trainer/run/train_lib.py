@@ -92,6 +92,7 @@ def ner_config_for(config: NerConfig, inputs: RunInputs) -> dict[str, Any]:
       "doc_stride": config.doc_stride,
       "context_pieces": config.context_pieces,
       "do_lower_case": config.do_lower_case,
+      "constant_weights": config.export_constant_weights,
       "head": estimator_lib.head_config(config,
                                         inputs.tokenizer.vocab).as_json(),
   }
