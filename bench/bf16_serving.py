@@ -7,8 +7,8 @@ Loads the export's latest version twice in process, as the development
 server (and TF Serving) would serve it: in float32, and with
 ``mixed_precision="bfloat16"`` (oneDNN's bfloat16 rewrite of the session,
 TF Serving's --mixed_precision=bfloat16). Both tag every sentence of
---test_file through the client's own request code (`request_codec`: windows,
-merge) with the gold tokens as words, so each token's tag is compared with
+--test_file through the client's own request code (`NerClient.records_for_sentences`:
+windows, merge) with the gold tokens as words, so each token's tag is compared with
 the other precision's and with the gold tag. Prints and writes to
 --output (default bench/results/bf16_serving.json): the token agreement, each
 precision's entity P/R/F1 (`trainer.evaluation.metrics.entity_metrics`,
@@ -30,16 +30,11 @@ if REPO_ROOT not in sys.path:
 
 # pylint: disable=wrong-import-position
 from serving.client import client as client_lib  # noqa: E402
-from serving.client import request_codec  # noqa: E402
 from serving.client import transports  # noqa: E402
 from serving.server import saved_model_session  # noqa: E402
 from trainer import cpu_features  # noqa: E402
-from trainer import schema  # noqa: E402
-from trainer.data import labels as labels_lib  # noqa: E402
 from trainer.data import readers  # noqa: E402
 from trainer.evaluation import metrics as metrics_lib  # noqa: E402
-
-CPU_FLAGS_SHOWN = frozenset(["avx2", "avx512_bf16", "amx_bf16"])
 
 
 def token_agreement(first: Sequence[Sequence[str]],
@@ -56,27 +51,11 @@ def token_agreement(first: Sequence[Sequence[str]],
 def tag_sentences(export_dir: str, sentences, mixed_precision: Optional[str],
                   batch_size: int) -> List[List[str]]:
   """Tags of every sentence (gold tokens as words) served in process."""
-  vocab_file, labels_file, config = client_lib.read_export_assets(export_dir)
-  from trainer.features import tokenization  # pylint: disable=g-import-not-at-top
-  tokenizer = tokenization.NerTokenizer(vocab_file,
-                                        bool(config["do_lower_case"]))
-  max_seq_length = int(config["max_seq_length"])
-  doc_stride = int(config.get("doc_stride") or max(1, max_seq_length // 2))
-  windows = request_codec.build_windows(sentences, tokenizer, max_seq_length,
-                                        doc_stride, None)
-  model = transports.SavedModelTransport(export_dir,
-                                         mixed_precision=mixed_precision)
-  merged = []
-  try:
-    for chunk in request_codec.batches(windows, batch_size):
-      outputs = model.predict(schema.PREDICT_EXAMPLES_SIGNATURE,
-                              request_codec.window_inputs(
-                                  chunk, schema.PREDICT_EXAMPLES_SIGNATURE))
-      merged.extend(request_codec.window_outputs_for_merge(chunk, outputs))
-  finally:
-    model.close()
-  records = request_codec.records_from_window_outputs(
-      sentences, merged, labels_lib.read_labels_file(labels_file))
+  transport = transports.SavedModelTransport(export_dir,
+                                             mixed_precision=mixed_precision)
+  with client_lib.NerClient(export_dir=export_dir, transport=transport,
+                            batch_size=batch_size) as ner:
+    records = ner.records_for_sentences(sentences)
   return [list(record["tags"]) for record in records]
 
 
@@ -101,7 +80,7 @@ def compare(export_dir: str, test_file: str,
                                               tags["bfloat16"])
   result["f1_difference_points"] = 100 * (result["bfloat16"]["f1"]
                                           - result["float32"]["f1"])
-  result["cpu_flags"] = sorted(cpu_features.cpu_flags() & CPU_FLAGS_SHOWN)
+  result["cpu_flags"] = cpu_features.reported_flags()
   return result
 
 

@@ -281,8 +281,7 @@ def _machine():
   """"<model name>, <cores> cores, <arch>; <avx2/avx512_bf16/amx_bf16 flags>"."""
   import platform  # pylint: disable=g-import-not-at-top
   from trainer import cpu_features  # pylint: disable=g-import-not-at-top
-  flags = sorted(cpu_features.cpu_flags()
-                 & {"avx2", "avx512_bf16", "amx_bf16"})
+  flags = cpu_features.reported_flags()
   return (f"{cpu_features.cpu_model_name()}, {os.cpu_count()} cores, "
           f"{platform.machine()}; {' '.join(flags)}")
 

@@ -32,9 +32,6 @@ from trainer.export import export_versions
 from trainer import schema
 from trainer.data.sample_data import sample_data_dir
 
-# The CPU flags each result records (which CPU gave the figures).
-BF16_FLAGS = frozenset(["avx2", "avx512_bf16", "amx_bf16"])
-
 
 def read_sentences(path: str) -> List[str]:
   with open(path, encoding="utf-8") as reader:
@@ -99,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   result = {"export_dir": export_versions.latest_version_dir(args.export_dir),
             "signature": args.signature, "batch_size": args.batch_size,
             "mixed_precision": mixed_precision or "float32",
-            "cpu_flags": sorted(cpu_features.cpu_flags() & BF16_FLAGS),
+            "cpu_flags": cpu_features.reported_flags(),
             "sentences": len(sentences),
             "mean_chars": round(float(np.mean([len(s) for s in sentences])),
                                 1)}

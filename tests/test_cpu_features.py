@@ -174,3 +174,9 @@ def test_precision_note_hints_bf16_only_where_it_pays():
       "Encoder products in float32.")
   assert cpu_features.precision_note(False, accelerated=True, flags=amx) == (
       "Encoder products in float32.")
+
+
+def test_reported_flags_name_the_bf16_relevant_ones():
+  assert cpu_features.reported_flags(frozenset(
+      ["sse", "avx2", "avx512f", "avx512_bf16"])) == ["avx2", "avx512_bf16"]
+  assert cpu_features.reported_flags(frozenset(["sse"])) == []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import grpc
 import numpy as np
@@ -22,6 +23,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.client import client
+from serving.client import request_codec
+from serving.client import transports
 from serving.server import local_server
 from tests import serving_fixtures
 
@@ -258,3 +261,17 @@ def test_bfloat16_server_runs_the_rewrite_and_tags_as_float32(served, server):
   # The bar for real models is 99.5% of CoNLL test tokens; the tiny
   # model's scores are flatter, so a near tie may flip.
   assert sum(a == b for a, b in pairs) / len(pairs) >= 0.9
+
+
+def test_records_for_sentences_are_predict_records_of_split_texts(served):
+  sentences = request_codec.sentences_from_texts(serving_fixtures.PREDICT)
+  with client.NerClient(export_dir=served["export_dir"],
+                        transport=transports.SavedModelTransport(
+                            served["export_dir"])) as ner:
+    assert ner.records_for_sentences(sentences) == ner.predict_records(
+        serving_fixtures.PREDICT)
+  unused_transport = types.SimpleNamespace(close=lambda: None)
+  with client.NerClient(signature="predict_text",
+                        transport=unused_transport) as ner:
+    with pytest.raises(ValueError, match="needs a windowed signature"):
+      ner.records_for_sentences(sentences)

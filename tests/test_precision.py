@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_tf_compat import google_variable_names
+from tests.tiny_bert import google_variable_names
 from tests.tiny_bert import make_config
 from tests.tiny_bert import no_dropout_bert_config
 from trainer import cpu_features

@@ -5,32 +5,11 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tests.tiny_bert import google_variable_names
 from trainer import tf_compat
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
-
-
-def google_variable_names(num_layers):
-  """Variable names of Google's BERT checkpoints (bert_model.ckpt)."""
-  names = ["bert/embeddings/word_embeddings",
-           "bert/embeddings/token_type_embeddings",
-           "bert/embeddings/position_embeddings",
-           "bert/embeddings/LayerNorm/beta",
-           "bert/embeddings/LayerNorm/gamma"]
-  for layer in range(num_layers):
-    prefix = "bert/encoder/layer_%d/" % layer
-    for part in ("attention/self/query", "attention/self/key",
-                 "attention/self/value", "attention/output/dense"):
-      names += [prefix + part + "/kernel", prefix + part + "/bias"]
-    names += [prefix + "attention/output/LayerNorm/beta",
-              prefix + "attention/output/LayerNorm/gamma"]
-    for part in ("intermediate/dense", "output/dense"):
-      names += [prefix + part + "/kernel", prefix + part + "/bias"]
-    names += [prefix + "output/LayerNorm/beta",
-              prefix + "output/LayerNorm/gamma"]
-  names += ["bert/pooler/dense/kernel", "bert/pooler/dense/bias"]
-  return names
 
 
 def test_contrib_layers_is_registered():

@@ -41,6 +41,28 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in",
          "met", "##s", "."]
 
 
+def google_variable_names(num_layers):
+  """Variable names of Google's BERT checkpoints (bert_model.ckpt)."""
+  names = ["bert/embeddings/word_embeddings",
+           "bert/embeddings/token_type_embeddings",
+           "bert/embeddings/position_embeddings",
+           "bert/embeddings/LayerNorm/beta",
+           "bert/embeddings/LayerNorm/gamma"]
+  for layer in range(num_layers):
+    prefix = "bert/encoder/layer_%d/" % layer
+    for part in ("attention/self/query", "attention/self/key",
+                 "attention/self/value", "attention/output/dense"):
+      names += [prefix + part + "/kernel", prefix + part + "/bias"]
+    names += [prefix + "attention/output/LayerNorm/beta",
+              prefix + "attention/output/LayerNorm/gamma"]
+    for part in ("intermediate/dense", "output/dense"):
+      names += [prefix + part + "/kernel", prefix + part + "/bias"]
+    names += [prefix + "output/LayerNorm/beta",
+              prefix + "output/LayerNorm/gamma"]
+  names += ["bert/pooler/dense/kernel", "bert/pooler/dense/bias"]
+  return names
+
+
 def write_text(path, text):
   """Writes UTF-8 `text` to the pathlib `path`; returns it as a str."""
   path.write_text(text, encoding="utf-8")

@@ -191,3 +191,16 @@ def precision_note(use_bf16: bool, accelerated: bool = False,
   return ("Encoder products in float32; this CPU has native bfloat16 "
           f"({', '.join(native)}): --use_bf16 trains and predicts faster "
           "(docs/speed.md).")
+
+
+# The flags a benchmark result names, so a reader knows which CPU gave it.
+REPORTED_FLAGS = frozenset(["avx2", AVX512_BF16_FLAG, "amx_bf16"])
+
+
+def reported_flags(flags: Optional[FrozenSet[str]] = None) -> list[str]:
+  """`REPORTED_FLAGS` this CPU has, sorted.
+
+  Example: a CPU with ``avx2 avx512f avx512_bf16`` -> ["avx2", "avx512_bf16"].
+  """
+  flags = cpu_flags() if flags is None else flags
+  return sorted(flags & REPORTED_FLAGS)

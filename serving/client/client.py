@@ -210,6 +210,29 @@ class NerClient:
     elif with_context:
       contexts = request_codec.pair_contexts(
           context, self._tokenizer, self.context_pieces, self._word_splitter)
+    return self.records_for_sentences(sentences, contexts)
+
+  def records_for_sentences(self, sentences: Sequence[Any],
+                            contexts: Optional[Sequence[Any]] = None
+                            ) -> List[Dict[str, Any]]:
+    """`predict_records` for sentences already split into words.
+
+    Args:
+      sentences: `reader_common.Sentence`s, e.g. a labelled file's (its gold
+        tokens become the words, so tags line up with gold tags).
+      contexts: optional `SentenceContext` per sentence.
+
+    Returns:
+      One record per sentence, as `predict_records`.
+
+    Raises:
+      ValueError: with the predict_text signature, which takes raw text.
+    """
+    if self.signature == schema.PREDICT_TEXT_SIGNATURE:
+      raise ValueError("records_for_sentences needs a windowed signature "
+                       f"({schema.PREDICT_EXAMPLES_SIGNATURE} or "
+                       f"{schema.SERVING_DEFAULT_SIGNATURE}), not "
+                       f"{self.signature}.")
     windows = request_codec.build_windows(sentences, self._tokenizer,
                                           self.max_seq_length, self.doc_stride,
                                           contexts)
