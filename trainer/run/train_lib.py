@@ -11,17 +11,20 @@ Each phase is a function of its own; `format_summary` reports where
 everything went.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from absl import logging
 import tensorflow as tf
 
 from trainer import cpu_features
 from trainer.run import cached_input
+from trainer.run import output_lock
+from trainer.run import run_inputs
 from trainer import errors
 from trainer.training import estimator_lib
 from trainer.export import exporter as export_lib
@@ -337,6 +340,19 @@ def apply_graph_settings(config: NerConfig) -> None:
     fused_ops.uninstall()
 
 
+@contextlib.contextmanager
+def _output_dir_held(config: NerConfig) -> Iterator[None]:
+  """Creates --output_dir and holds its lock (`output_lock`) for the run.
+
+  A multi-worker job takes it on one task only (`output_lock.hold`'s `take`).
+  Until roles come from TF_CONFIG itself, no task of such a job takes it.
+  """
+  run_inputs.prepare_output_dir(config.output_dir)
+  with output_lock.hold(config.output_dir,
+                        take=not estimator_lib.multi_worker_config()):
+    yield
+
+
 def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
         ) -> Summary:
   """Validates `config`, then runs the phases selected by `config.do_*`.
@@ -367,7 +383,8 @@ def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
   if uses_embedded_default(config):
     logging.info("No data or model given: using the embedded sample dataset "
                  "in %s with a tiny from-scratch BERT.", sample_data_dir())
-  with errors.environment_errors_as_user_errors(config.output_dir):
+  with errors.environment_errors_as_user_errors(config.output_dir), \
+      _output_dir_held(config):
     # Before anything starts the TensorFlow runtime (see make_strategy).
     strategy = (estimator_lib.make_strategy(config, devices)
                 if config.do_train else None)
