@@ -8,7 +8,6 @@ devices themselves.
 """
 
 import dataclasses
-import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
@@ -17,6 +16,7 @@ import tensorflow as tf
 
 from trainer.model import heads as model_lib
 from trainer.training import model_fn as model_fn_lib
+from trainer.training import roles
 from trainer.tf_compat import modeling
 
 from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-bad-import-order
@@ -114,10 +114,8 @@ def multi_worker_config() -> Optional[dict[str, Any]]:
   Example: TF_CONFIG='{"cluster": {"worker": ["a:1", "b:2"]}, ...}' -> that
   dict; unset, or one worker -> None.
   """
-  tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-  cluster = tf_config.get("cluster", {})
-  workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-  return tf_config if workers > 1 else None
+  tf_config = roles.parse_tf_config(os.environ.get(roles.TF_CONFIG_ENV))
+  return tf_config if roles.task_role(tf_config).is_multi_worker else None
 
 
 def make_strategy(config: Any, devices: DeviceOverrides = NO_OVERRIDES
