@@ -195,6 +195,15 @@ def _define_device_flags(defaults: config_lib.NerConfig) -> None:
                        "TPU cores (with --use_tpu).")
   flags.DEFINE_integer("iterations_per_loop", defaults.iterations_per_loop,
                        "Steps per TPU host loop (with --use_tpu).")
+  flags.DEFINE_integer("tpu_timeout_seconds", defaults.tpu_timeout_seconds,
+                       "Seconds (>= 1) each step of finding the TPU may take "
+                       "(name lookup, connecting, listing its cores) before "
+                       "the run stops with an error (with --use_tpu).")
+  flags.DEFINE_integer("chief_wait_seconds", defaults.chief_wait_seconds,
+                       "Multi-worker jobs (TF_CONFIG): seconds (>= 1) a "
+                       "non-chief worker waits for the chief's shared files "
+                       "(vocab, labels, training features) before it stops "
+                       "with an error.")
   flags.DEFINE_bool("use_xla", defaults.use_xla,
                     "Compile the graph with XLA (auto-clustering); best on "
                     "GPU.")

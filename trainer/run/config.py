@@ -188,6 +188,12 @@ class NerConfig:
   gcp_project: Optional[str] = None  # its GCP project (optional)
   num_tpu_cores: int = 8             # TPU cores; batch sizes divide by it
   iterations_per_loop: int = 1000    # steps per TPU host loop
+  # Seconds each step of finding the TPU may take (name lookup, connecting,
+  # listing its cores) before the run stops with an error.
+  tpu_timeout_seconds: int = 20
+  # Seconds a non-chief worker of a multi-worker job waits for the chief's
+  # shared files (vocab, labels, training features) before it gives up.
+  chief_wait_seconds: int = 600
 
   # --- Export.
   export_dir: Optional[str] = None  # default: <output_dir>/export
@@ -422,6 +428,9 @@ def _check_devices(config: NerConfig) -> None:
                     "--num_gpus; raise the per-GPU batch or add GPUs.")
   if config.use_bf16:
     _check_bf16(config)
+  for name in ("tpu_timeout_seconds", "chief_wait_seconds"):
+    if getattr(config, name) < 1:
+      raise UserError(f"--{name}={getattr(config, name)} must be at least 1.")
   if not config.use_tpu:
     return
   if not config.tpu_name:

@@ -17,6 +17,7 @@ import tensorflow as tf
 from trainer.model import heads as model_lib
 from trainer.training import model_fn as model_fn_lib
 from trainer.training import roles
+from trainer.training import tpu_cluster
 from trainer.tf_compat import modeling
 
 from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-bad-import-order
@@ -151,12 +152,26 @@ def head_config(config: Any, vocab: Mapping[str, int]) -> model_lib.HeadConfig:
       layer_combination=config.layer_combination)
 
 
-def _tpu_estimator(config: Any, model_fn: Any) -> tf1.estimator.tpu.TPUEstimator:
-  """TPUEstimator (google-research/bert's TPU setup); runs without a TPU too."""
-  cluster = None
-  if config.use_tpu:
-    cluster = tf1.distribute.cluster_resolver.TPUClusterResolver(
-        config.tpu_name, zone=config.tpu_zone, project=config.gcp_project)
+def resolve_tpu(config: Any) -> Any:
+  """The checked `TPUClusterResolver` of a --use_tpu run (`tpu_cluster`).
+
+  Raises:
+    UserError: within about --tpu_timeout_seconds per step when the TPU
+      cannot be found, does not answer or has too few cores.
+  """
+  return tpu_cluster.resolve(config.tpu_name, config.tpu_zone,
+                             config.gcp_project, config.num_tpu_cores,
+                             config.tpu_timeout_seconds)
+
+
+def _tpu_estimator(config: Any, model_fn: Any, cluster: Any = None
+                   ) -> tf1.estimator.tpu.TPUEstimator:
+  """TPUEstimator (google-research/bert's TPU setup); runs without a TPU too.
+
+  `cluster`: from `resolve_tpu` (resolved here when None and --use_tpu).
+  """
+  if config.use_tpu and cluster is None:
+    cluster = resolve_tpu(config)
   run_config = tf1.estimator.tpu.RunConfig(
       cluster=cluster, model_dir=config.output_dir,
       tf_random_seed=config.seed,
@@ -179,8 +194,8 @@ def _tpu_estimator(config: Any, model_fn: Any) -> tf1.estimator.tpu.TPUEstimator
 def make_estimator(config: Any, bert_config_file: str, labels: Sequence[str],
                    vocab: Mapping[str, int], num_train_steps: int,
                    strategy: Optional[tf.distribute.Strategy] = None,
-                   devices: DeviceOverrides = NO_OVERRIDES
-                   ) -> tf.estimator.Estimator:
+                   devices: DeviceOverrides = NO_OVERRIDES,
+                   tpu: Any = None) -> tf.estimator.Estimator:
   """An Estimator over `model_fn.model_fn_builder` checkpointing to output_dir.
 
   Args:
@@ -191,6 +206,7 @@ def make_estimator(config: Any, bert_config_file: str, labels: Sequence[str],
     num_train_steps: total training steps (the schedule's length).
     strategy: from `make_strategy`, or None for one device.
     devices: test-only device overrides.
+    tpu: the run's `resolve_tpu` result with --use_tpu (None: resolved here).
 
   Returns:
     A `tf.estimator.Estimator`, or a `TPUEstimator` on the TPU code path.
@@ -210,7 +226,7 @@ def make_estimator(config: Any, bert_config_file: str, labels: Sequence[str],
       tpu_estimator=tpu_path, use_tpu=config.use_tpu,
       num_tpu_shards=config.num_tpu_cores if config.use_tpu else 1)
   if tpu_path:
-    return _tpu_estimator(config, model_fn)
+    return _tpu_estimator(config, model_fn, tpu)
   run_config = tf.estimator.RunConfig(
       model_dir=config.output_dir,
       train_distribute=strategy,

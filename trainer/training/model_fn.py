@@ -203,6 +203,32 @@ def _predictions(outputs, features, tpu_estimator: bool) -> dict:
   return predictions
 
 
+def replica_mean_loss(loss: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """The loss to log and the loss to put in the train spec, per replica.
+
+  Under a distribution strategy (several GPUs or workers) the Estimator SUMs
+  the replicas' spec losses for its "loss = ..." log line and the loss
+  summary, so two workers logged twice the real loss. Each replica's spec
+  loss is divided by the number of replicas, so the sum is the mean over
+  replicas; the progress log gets the mean itself (an all-reduce).
+
+  Example: two replicas with losses 1.8 and 1.6 -> spec losses 0.9 and 0.8
+  (the Estimator logs 1.7), and both progress hooks see 1.7.
+
+  Args:
+    loss: float32 [], this replica's mean loss over its labelled tokens.
+
+  Returns:
+    (logged loss, spec loss), float32 []; both `loss` on one device.
+  """
+  replica_context = tf.distribute.get_replica_context()
+  replicas = replica_context.num_replicas_in_sync if replica_context else 1
+  if replicas <= 1:
+    return loss, loss
+  mean = replica_context.all_reduce(tf.distribute.ReduceOp.MEAN, loss)
+  return mean, loss / replicas
+
+
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
                      head=None, use_amp=False, accumulation_steps=1,
@@ -266,9 +292,11 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
           num_shards=num_tpu_shards)
       if not use_tpu:  # summaries on a TPU need a host_call
         tf1.summary.scalar("learning_rate", lr)
+      logged_loss, spec_loss = replica_mean_loss(loss)
       hooks = [hooks_lib.ProgressHook(
-          loss, num_train_steps, (params or {}).get("train_batch_size", 0))]
-      return _spec(mode, tpu_estimator, scaffold_fn, loss=loss,
+          logged_loss, num_train_steps,
+          (params or {}).get("train_batch_size", 0))]
+      return _spec(mode, tpu_estimator, scaffold_fn, loss=spec_loss,
                    train_op=train_op, training_hooks=hooks)
 
     metric_args = [features[schema.EXAMPLE_INDEX],
