@@ -11,7 +11,6 @@ import time
 import pytest
 
 from tests.tiny_bert import make_config
-from tests.tiny_bert import workspace  # noqa: F401  pylint: disable=unused-import
 from trainer.errors import UserError
 from trainer.run import output_lock
 from trainer.run import train_lib

@@ -6,8 +6,13 @@ Layout written by `export_model` (names from `trainer.schema`)::
     <export_dir>/<version>/variables/...
     <export_dir>/<version>/assets/vocab.txt
     <export_dir>/<version>/assets/labels.txt
+    <export_dir>/<version>/assets/run_manifest.json    what it was trained with
     <export_dir>/<version>/assets.extra/ner_config.json
     <export_dir>/<version>/assets.extra/tf_serving_warmup_requests
+
+Before anything is written, the labels must number the head's outputs
+(`check_label_count`): a labels.txt that lost a line is refused, not exported
+to crash the server at start-up.
 
 A version is written under a hidden temporary name in `export_dir` and renamed
 into place, so TF Serving never sees a half-written version and an existing
@@ -303,9 +308,39 @@ def _write_assets_extra(staging: str, full_config: Mapping[str, Any],
                         warmup_inputs)
 
 
+def head_output_size(checkpoint_path: str) -> Optional[int]:
+  """Outputs of a checkpoint's head (`ner_head/output_bias`), None if none.
+
+  Example: a head trained on labels [O, B-PER, I-PER] -> 3.
+  """
+  for name, shape in tf.train.list_variables(checkpoint_path):
+    if (name.startswith(f"{model_lib.HEAD_SCOPE}/")
+        and name.endswith("output_bias")):
+      return int(shape[0])
+  return None
+
+
+def check_label_count(checkpoint_path: str, label_names: Sequence[str],
+                      labels_file: str) -> None:
+  """Refuses a label list whose length is not the head's output size.
+
+  Raises:
+    ValueError: naming the labels file, both counts and the fix.
+  """
+  outputs = head_output_size(checkpoint_path)
+  if outputs is not None and outputs != len(label_names):
+    raise ValueError(
+        f"{labels_file} has {len(label_names)} labels but the head of "
+        f"{checkpoint_path} has {outputs} outputs: this is not the label "
+        "list the model was trained with. Restore the training run's "
+        "labels.txt (one label per output, in training order); nothing was "
+        "exported.")
+
+
 def export_model(export_dir: str, checkpoint_path: str, bert_config_file: str,
                  vocab_file: str, labels_file: str,
-                 ner_config: Mapping[str, Any]) -> str:
+                 ner_config: Mapping[str, Any],
+                 manifest_file: Optional[str] = None) -> str:
   """Exports a checkpoint as `<export_dir>/<next version>/` (see module doc).
 
   Args:
@@ -321,14 +356,21 @@ def export_model(export_dir: str, checkpoint_path: str, bert_config_file: str,
       labels, tokenizer kind, signature names, inputs and outputs, and the
       model's input limits (`serving_checks.model_limits`), to
       `assets.extra/ner_config.json`.
+    manifest_file: the training run's `run_manifest.json`, copied to
+      `assets/` (None: none).
 
   Returns:
     str, the path of the new version folder.
+
+  Raises:
+    ValueError: for a missing checkpoint, too long windows or a label list
+      that does not fit the head, before anything is written.
   """
   settings = _export_settings(ner_config)
   bert_config = _read_bert_config(checkpoint_path, bert_config_file,
                                   settings["max_seq_length"])
   label_names = labels_lib.read_labels_file(labels_file, gfile_io.read_bytes)
+  check_label_count(checkpoint_path, label_names, labels_file)
   tokenizer = tokenization.NerTokenizer(vocab_file, settings["do_lower_case"])
   tokenizer_kind = text_signature.resolve_tokenizer_kind(ner_config,
                                                          tokenizer.vocab)
@@ -347,6 +389,9 @@ def export_model(export_dir: str, checkpoint_path: str, bert_config_file: str,
         constant_weights=bool(ner_config.get("constant_weights")))
     signature_names = [name for name in schema.SIGNATURES
                        if name in signature_def_map]
+    if manifest_file:
+      tf.io.gfile.copy(manifest_file, os.path.join(
+          staging, "assets", os.path.basename(manifest_file)), overwrite=True)
     full_config = dict(ner_config)
     full_config.update({
         "labels": label_names,
@@ -405,7 +450,8 @@ def _publish(staging: str, export_dir: str, attempts: int = 100) -> str:
 def export_best(best_export_dir: str, eval_results: Mapping[str, Any],
                 checkpoint_path: str, bert_config_file: str, vocab_file: str,
                 labels_file: str, ner_config: Mapping[str, Any],
-                metric: str = schema.BEST_EXPORT_METRIC) -> Optional[str]:
+                metric: str = schema.BEST_EXPORT_METRIC,
+                manifest_file: Optional[str] = None) -> Optional[str]:
   """Exports `checkpoint_path` when its eval metric beats every earlier one.
 
   The best score so far is kept in `<best_export_dir>/best_export.json`
@@ -417,8 +463,8 @@ def export_best(best_export_dir: str, eval_results: Mapping[str, Any],
   Args:
     best_export_dir: e.g. `<output_dir>/export_best`.
     eval_results: dict from `Estimator.evaluate` (holds `metric`).
-    checkpoint_path, bert_config_file, vocab_file, labels_file, ner_config:
-      as for `export_model`.
+    checkpoint_path, bert_config_file, vocab_file, labels_file, ner_config,
+    manifest_file: as for `export_model`.
     metric: key of `eval_results` to maximise.
 
   Returns:
@@ -440,7 +486,7 @@ def export_best(best_export_dir: str, eval_results: Mapping[str, Any],
       return None
   version_dir = export_model(best_export_dir, checkpoint_path,
                              bert_config_file, vocab_file, labels_file,
-                             ner_config)
+                             ner_config, manifest_file)
   with tf.io.gfile.GFile(record_path, "w") as writer:
     writer.write(json.dumps({"metric": metric, "value": value,
                              "checkpoint": checkpoint_path,

@@ -26,8 +26,15 @@ safely:
     bert_features-<key>.index.npz  row_offset int64 [N], num_words int32 [N],
                                    window_length int32 [N] (pieces), labels
                                    int32 [words] (row order)
-    bert_features-<key>.json       sizes and settings; written last, so a
+    bert_features-<key>.json       sizes, settings and the SHA-256 of the
+                                   two files above; written last, so a
                                    cache is complete iff it exists
+
+Before reuse (`load_or_build`) the .json must parse and both files must have
+their recorded size and SHA-256; a cache that fails (truncated, overwritten,
+unreadable) is removed and rebuilt with a warning naming the file. A build
+whose encoder outputs overflow float16 stops with an error instead of
+caching inf.
 
 Each file is written under a temporary name and renamed into place, the .json
 last. Two runs building the same cache at once both finish; the second to
@@ -42,6 +49,7 @@ bounded memory and match the in-memory path exactly.
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -54,10 +62,12 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer.features import cache_files
 from trainer.features import input_pipeline
 from trainer.model import heads as model_lib
 from trainer import durations
 from trainer import schema
+from trainer.errors import UserError
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
@@ -74,6 +84,8 @@ BYTES_PER_GB = 1e9
 STALE_TEMP_SECONDS = 6 * 3600.0
 # Per-window word-piece length, used for bucketing only.
 _WINDOW_LENGTH = "window_length"
+# The files of a cache whose SHA-256 the .json records.
+CHECKED_SUFFIXES = (".f16", ".index.npz")
 
 
 def stored_layer_count(head: model_lib.HeadConfig) -> int:
@@ -113,6 +125,56 @@ def read_meta(prefix: str) -> Optional[dict[str, Any]]:
     return None
   with tf.io.gfile.GFile(f"{prefix}.json") as reader:
     return json.load(reader)
+
+
+def verified_meta(prefix: str
+                  ) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+  """Checks a built cache before reuse: its .json, sizes and SHA-256s.
+
+  Returns:
+    (meta, None) for a complete, unchanged cache; (None, None) when none is
+    built (no .json: absent or a build cut off); (None, why) when the cache
+    cannot be trusted, `why` naming the file and what is wrong.
+
+  Example: a .f16 overwritten with random float16 of the same size ->
+  (None, "<prefix>.f16 does not match the SHA-256 in <prefix>.json ...").
+  """
+  marker = f"{prefix}.json"
+  try:
+    meta = read_meta(prefix)
+    if meta is None:
+      return None, None
+    checksums = dict(meta.get("checksums") or {})
+    expected_bytes = {".f16": int(meta["bytes"]), ".index.npz": None}
+  except (ValueError, TypeError, AttributeError, KeyError) as error:
+    return None, f"{marker} is unreadable ({type(error).__name__}: {error})"
+  for suffix in CHECKED_SUFFIXES:
+    problem = cache_files.file_problem(f"{prefix}{suffix}", marker,
+                                       expected_bytes[suffix],
+                                       checksums.get(suffix))
+    if problem:
+      return None, problem
+  return meta, None
+
+
+def load_or_build(prefix: str, build_fn: Callable[[], dict[str, Any]]
+                  ) -> tuple[dict[str, Any], bool]:
+  """The verified cache at `prefix`, else `build_fn()`'s; returns (meta, reused).
+
+  A cache that fails `verified_meta` is removed (.json first, so it is then
+  absent) and rebuilt, with a warning naming the file and the reason.
+  """
+  meta, problem = verified_meta(prefix)
+  if meta is not None:
+    return meta, True
+  if problem:
+    logging.warning("Rebuilding the BERT feature cache %s: %s.", prefix,
+                    problem)
+    cache_files.remove_files(
+        [f"{prefix}{suffix}" for suffix in (".json",) + CHECKED_SUFFIXES],
+        f"The BERT feature cache {prefix}",
+        "pass another --bert_feature_cache_dir")
+  return build_fn(), False
 
 
 @dataclasses.dataclass
@@ -242,6 +304,7 @@ def build(prefix: str, features_path: str, bert_config,
                list(head.bert_layers), nbytes, prefix)
   row_offset = np.zeros([len(lengths)], np.int64)
   labels = []
+  rows_sha256 = hashlib.sha256()
   unique = f"tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
   progress = _Progress(lengths)
   with tf.Graph().as_default():
@@ -257,7 +320,10 @@ def build(prefix: str, features_path: str, bert_config,
           written += num_words[window]
           labels.append(windows.labels[window])
         feed = dict(zip(inputs, _padded(windows, lengths, batch)))
-        writer.write(np.ascontiguousarray(session.run(rows, feed)).tobytes())
+        values = np.ascontiguousarray(session.run(rows, feed))
+        _check_finite(values, batch, init_checkpoint, prefix)
+        rows_sha256.update(values.tobytes())
+        writer.write(values.tobytes())
         done, pieces = done + len(batch), pieces + int(lengths[batch].sum())
         progress.update(done, pieces)
   meta = {"format": CACHE_FORMAT_VERSION, "num_windows": len(lengths),
@@ -266,9 +332,23 @@ def build(prefix: str, features_path: str, bert_config,
           "bert_layers": list(head.bert_layers),
           "layer_combination": head.layer_combination,
           "init_checkpoint": init_checkpoint,
-          "build_seconds": round(time.time() - start, 3)}
+          "build_seconds": round(time.time() - start, 3),
+          "checksums": {".f16": rows_sha256.hexdigest()}}
   return _commit(prefix, unique, meta, row_offset, num_words, lengths,
                  np.concatenate(labels or [np.zeros([0], np.int32)]))
+
+
+def _check_finite(values: np.ndarray, batch: np.ndarray,
+                  init_checkpoint: str, prefix: str) -> None:
+  """Refuses encoder outputs that float16 cannot hold (inf) or NaN."""
+  if np.isfinite(values).all():
+    return
+  raise UserError(
+      f"The BERT outputs of --init_checkpoint={init_checkpoint} are not "
+      f"finite in float16 for training windows {sorted(batch.tolist())[:5]} "
+      f"(values beyond +-65504, or NaN), so the feature cache {prefix} cannot "
+      "hold them: train with --nocache_bert_features, or check the "
+      "checkpoint.")
 
 
 def _remove_stale_temporaries(prefix: str, now: float) -> None:
@@ -298,6 +378,8 @@ def _commit(prefix, unique, meta, row_offset, num_words, lengths, labels):
            window_length=lengths, labels=labels)
   with tf.io.gfile.GFile(index, "wb") as writer:
     writer.write(buffer.getvalue())
+  meta["checksums"][".index.npz"] = hashlib.sha256(
+      buffer.getvalue()).hexdigest()
   with tf.io.gfile.GFile(marker, "w") as writer:
     json.dump(meta, writer, indent=2)
   for path in (rows, index, marker):
@@ -311,6 +393,7 @@ class FeatureStore:
   def __init__(self, prefix: str, in_memory: bool):
     """Reads the index (and, in memory, every feature row) of `prefix`."""
     self.meta = read_meta(prefix)
+    self.prefix = prefix
     self.in_memory = in_memory
     with tf.io.gfile.GFile(f"{prefix}.index.npz", "rb") as reader:
       index = np.load(io.BytesIO(reader.read()))
@@ -342,8 +425,18 @@ class FeatureStore:
     if self._rows is not None:
       return self._rows[start:start + count], labels
     with self._lock:
-      self._file.seek(start * self._row_bytes)
-      data = self._file.read(count * self._row_bytes)
+      try:
+        self._file.seek(start * self._row_bytes)
+        data = self._file.read(count * self._row_bytes)
+      except tf.errors.OutOfRangeError:
+        data = b""
+    if len(data) != count * self._row_bytes:  # changed after it was checked
+      first = start * self._row_bytes
+      raise UserError(
+          f"{self.prefix}.f16 ends before window {index} (bytes {first} to "
+          f"{first + count * self._row_bytes}): the BERT feature cache changed"
+          f" during training. Remove it (rm {self.prefix}.json {self.prefix}"
+          f".f16 {self.prefix}.index.npz) and rerun to rebuild it.")
     return (np.frombuffer(data, np.float16).reshape(
         [count, self.stored_layers, self.hidden_size]), labels)
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from absl import logging
 import tensorflow as tf
 
+from trainer.features import cache_files
 from trainer.features import windows as features_lib
 from trainer import schema
 
@@ -76,9 +77,10 @@ def write_features(windows: Iterable[features_lib.WindowFeatures],
                    path: str) -> int:
   """Writes windows to a TFRecord file atomically; returns the count.
 
-  A `.json` sidecar records the number of windows and a histogram of window
-  lengths, so reruns know the size of a cached file and can derive length
-  buckets without reading it.
+  A `.json` sidecar records the number of windows, a histogram of window
+  lengths and the file's size and SHA-256, so reruns know the size of a
+  cached file, can derive length buckets without reading it, and check the
+  file before reusing it (`verified_feature_meta`).
   """
   # Unique temporary name: several workers of one job may build the same
   # cache file at once; each renames a complete file into place.
@@ -90,11 +92,14 @@ def write_features(windows: Iterable[features_lib.WindowFeatures],
       writer.write(to_tf_example(window).SerializeToString())
       histogram[len(window.input_ids)] += 1
       count += 1
+  checksum = cache_files.file_sha256(tmp_path)
+  size = tf.io.gfile.stat(tmp_path).length
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
   with tf.io.gfile.GFile(f"{tmp_path}.json", "w") as meta:
     json.dump({"num_windows": count,
                "length_histogram": {str(k): v for k, v in
-                                    sorted(histogram.items())}}, meta)
+                                    sorted(histogram.items())},
+               "bytes": size, "sha256": checksum}, meta)
   tf.io.gfile.rename(f"{tmp_path}.json", f"{path}.json", overwrite=True)
   return count
 
@@ -111,6 +116,36 @@ def read_feature_meta(path: str) -> Optional[dict[str, Any]]:
   data["length_histogram"] = {int(k): v for k, v in
                               data.get("length_histogram", {}).items()}
   return data
+
+
+def verified_feature_meta(path: str
+                          ) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+  """Checks a cached feature file against its sidecar before reuse.
+
+  Returns:
+    (meta, None) when the file is complete and unchanged (meta as
+    `read_feature_meta`); (None, None) when there is no cache; (None, why)
+    when a file is there but cannot be trusted: the reason names the file
+    and what is wrong (a truncated or overwritten TFRecord, an unreadable
+    sidecar, a sidecar written before checksums).
+
+  Example: a TFRecord cut to 100 of its 2,000 bytes -> (None, "<path> has
+  100 bytes, <path>.json says 2000 (truncated or overwritten)").
+  """
+  sidecar = f"{path}.json"
+  has_file, has_sidecar = tf.io.gfile.exists(path), tf.io.gfile.exists(sidecar)
+  if not (has_file or has_sidecar):
+    return None, None
+  if not has_sidecar:
+    return None, f"{path} has no sidecar {sidecar} (its writing was cut off)"
+  try:
+    meta = read_feature_meta(path)
+    int(meta["num_windows"])
+  except (ValueError, TypeError, AttributeError, KeyError) as error:
+    return None, f"{sidecar} is unreadable ({type(error).__name__}: {error})"
+  problem = cache_files.file_problem(path, sidecar, meta.get("bytes"),
+                                     meta.get("sha256"))
+  return (None, problem) if problem else (meta, None)
 
 
 def read_feature_count(path: str) -> Optional[int]:

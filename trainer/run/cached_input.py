@@ -89,13 +89,12 @@ def training_input_fn(config: config_lib.NerConfig, inputs: Any,
                "runs the encoder once, without dropout (the BERT paper's "
                "feature-based approach); --nocache_bert_features runs it "
                "every step.")
-  meta = encoder_cache.read_meta(prefix)
-  reused = meta is not None
-  if not reused:
-    meta = encoder_cache.build(prefix, path,
-                 modeling.BertConfig.from_json_file(inputs.bert_config_file),
-                 config.init_checkpoint, head, config.predict_batch_size,
-                 estimator_lib.session_config(config))
+  meta, reused = encoder_cache.load_or_build(prefix, lambda: (
+      encoder_cache.build(
+          prefix, path,
+          modeling.BertConfig.from_json_file(inputs.bert_config_file),
+          config.init_checkpoint, head, config.predict_batch_size,
+          estimator_lib.session_config(config))))
   in_memory = (meta["bytes"]
                <= config.bert_feature_cache_gb * encoder_cache.BYTES_PER_GB)
   store = encoder_cache.FeatureStore(prefix, in_memory)

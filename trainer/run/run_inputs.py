@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from trainer.run import config as config_lib
+from trainer.run import manifest
 from trainer.features import context as context_lib
 from trainer.features import windows as features_lib
 from trainer import gfile_io
@@ -112,15 +113,29 @@ class RunInputs:
     self._reused_scratch_vocab = False
 
   def prepare(self) -> "RunInputs":
-    """Creates output_dir, model files and labels.txt; loads the tokenizer."""
+    """Creates output_dir, model files and labels.txt; loads the tokenizer.
+
+    On a folder holding checkpoints, first checks the run's labels, model
+    files and settings against the run manifest (`trainer.run.manifest`);
+    a training run then writes the manifest (a new one, or for a folder
+    trained before manifests). Only the chief of a multi-worker job
+    prepares.
+    """
     prepare_output_dir(self.config.output_dir)
+    trained = tf.train.latest_checkpoint(self.config.output_dir) is not None
+    if trained:  # an edited labels.txt is named before anything reads it
+      manifest.check_labels_file(self.config.output_dir, self.labels_file)
     warnings_path = self._data_warnings_path()
     if tf.io.gfile.exists(warnings_path):
       tf.io.gfile.remove(warnings_path)  # a stale list from an earlier run
     self._write_from_scratch_model_files()
     self.labels = self._resolve_labels()
+    checked = trained and manifest.check(self.config, self,
+                                         self.config.do_train)
     labels_lib.write_labels_file(self.labels, self.labels_file,
                                  gfile_io.write_bytes)
+    if self.config.do_train and not checked:
+      manifest.write(self.config, self)
     logging.info("Labels (%d): %s", len(self.labels), " ".join(self.labels))
     self.tokenizer = tokenization.NerTokenizer(self.vocab_file,
                                                self.config.do_lower_case)
@@ -302,14 +317,25 @@ class RunInputs:
       inputs.append(partner)
     key = input_pipeline.cache_key(inputs, settings)
     path = input_pipeline.cache_path(self.cache_dir, split, key)
-    count = input_pipeline.read_feature_count(path)
-    if count is not None:
-      input_pipeline.log_cache_use(path, count, reused=True)
-      return path, count
+    meta, problem = input_pipeline.verified_feature_meta(path)
+    if meta is not None:
+      input_pipeline.log_cache_use(path, meta["num_windows"], reused=True)
+      return path, meta["num_windows"]
+    if problem:
+      logging.warning("Rebuilding the %s feature cache: %s.", split, problem)
     sentences = self.sentences(split)
     labels_lib.check_labels_known(sentences, self.labels, "--labels_file")
-    count = input_pipeline.write_features(self._windows(split, sentences),
-                                          path)
+    try:
+      count = input_pipeline.write_features(self._windows(split, sentences),
+                                            path)
+    except (tf.errors.OpError, OSError) as error:
+      if not problem:
+        raise  # a full disk or a read-only folder: errors.py names it
+      raise UserError(
+          f"The {split} feature cache {path} cannot be used ({problem}) and "
+          f"could not be rebuilt: {getattr(error, 'message', error)}. Remove "
+          f"it (rm {path} {path}.json) or make {self.cache_dir} writable, "
+          "then rerun.") from None
     input_pipeline.log_cache_use(path, count, reused=False)
     return path, count
 
