@@ -24,6 +24,7 @@ import tensorflow as tf
 from trainer import cpu_features
 from trainer.run import cached_input
 from trainer.run import manifest
+from trainer.run import multi_worker
 from trainer.run import output_lock
 from trainer.run import run_inputs
 from trainer import errors
@@ -32,6 +33,7 @@ from trainer.export import exporter as export_lib
 from trainer.features import windows as features_lib
 from trainer.model import fused_ops
 from trainer.training import hooks
+from trainer.training import roles
 from trainer.features import input_pipeline
 from trainer.evaluation import metrics as metrics_lib
 from trainer.evaluation import predictions as predictions_lib
@@ -136,11 +138,12 @@ def train(config: NerConfig, inputs: RunInputs,
     tf.estimator.train_and_evaluate(
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps),
         tf.estimator.EvalSpec(input_fn, steps=1))
-    if not estimator.config.is_chief:
-      logging.info("Worker %d of the job is done; the chief evaluates, "
-                   "predicts and exports.", estimator.config.task_id)
-      return False
-    return True
+    # From TF_CONFIG: this mode's RunConfig says is_chief on every worker.
+    role = roles.task_role()
+    if not role.is_chief:
+      logging.info("%s: training done; the chief evaluates, predicts and "
+                   "exports.", role.describe())
+    return role.is_chief
   every = config.eval_every_steps if config.do_eval else 0
   # Seconds per epoch (not on a TPU, where one session run is many steps).
   timing = [] if _is_tpu_path(estimator) else [hooks.EpochTimingHook(
@@ -353,13 +356,27 @@ def apply_graph_settings(config: NerConfig) -> None:
 def _output_dir_held(config: NerConfig) -> Iterator[None]:
   """Creates --output_dir and holds its lock (`output_lock`) for the run.
 
-  A multi-worker job takes it on one task only (`output_lock.hold`'s `take`).
-  Until roles come from TF_CONFIG itself, no task of such a job takes it.
+  A multi-worker job takes it on its chief only (`roles.task_role`).
   """
   run_inputs.prepare_output_dir(config.output_dir)
-  with output_lock.hold(config.output_dir,
-                        take=not estimator_lib.multi_worker_config()):
+  with output_lock.hold(config.output_dir, take=roles.task_role().is_chief):
     yield
+
+
+def _chief_inputs(config: NerConfig, role: roles.TaskRole) -> RunInputs:
+  """The run's inputs, written to output_dir by the chief (or only process).
+
+  In a multi-worker job the other workers wait for them
+  (`multi_worker.wait_for_chief`) instead of writing the same files.
+  """
+  if role.is_multi_worker:
+    multi_worker.withdraw(config)  # an earlier job's record
+  inputs = RunInputs(config).prepare()
+  inputs.validate_data()  # every split the run reads, before step 1
+  write_run_config(config, inputs)
+  if role.is_multi_worker:
+    multi_worker.publish(config, inputs, role)
+  return inputs
 
 
 def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
@@ -385,6 +402,10 @@ def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
     logging.info("oneDNN kernels on (%s=1 set for this process; set it to 0 "
                  "to keep TensorFlow's default).", cpu_features.ONEDNN_ENV)
   config.validate()
+  role = roles.task_role()
+  multi_worker.check_flags(config, role)
+  # A TPU that cannot be found stops the run now, not after the data.
+  tpu = estimator_lib.resolve_tpu(config) if config.use_tpu else None
   apply_graph_settings(config)
   logging.info(cpu_features.precision_note(
       config.use_bf16, config.use_amp or config.num_gpus or config.use_tpu))
@@ -397,15 +418,18 @@ def run(config: NerConfig, devices: Optional[DeviceOverrides] = None
     # Before anything starts the TensorFlow runtime (see make_strategy).
     strategy = (estimator_lib.make_strategy(config, devices)
                 if config.do_train else None)
-    inputs = RunInputs(config).prepare()
-    inputs.validate_data()  # every split the run reads, before step 1
-    write_run_config(config, inputs)
+    if not (role.is_chief or config.do_train):
+      logging.info("%s: nothing to do; the chief evaluates, predicts and "
+                   "exports.", role.describe())
+      return {"output_dir": config.output_dir, "labels": []}
+    inputs = (_chief_inputs(config, role) if role.is_chief
+              else multi_worker.wait_for_chief(config, role))
     summary = {"output_dir": config.output_dir, "labels": inputs.labels}
     steps = (num_steps(config, inputs.features_file("train")[1])
              if config.do_train else 1)
     estimator = estimator_lib.make_estimator(
         config, inputs.bert_config_file, inputs.labels,
-        inputs.tokenizer.vocab, steps, strategy, devices)
+        inputs.tokenizer.vocab, steps, strategy, devices, tpu)
     if not config.do_train and estimator.latest_checkpoint() is None:
       raise UserError(
           f"{config.output_dir} holds no checkpoint to evaluate, predict or "
