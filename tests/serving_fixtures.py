@@ -12,8 +12,11 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -208,3 +211,37 @@ def http_status_and_json(response):
   """(status int, JSON body) of a raw HTTP/1.1 response."""
   head, _, body = response.partition(b"\r\n\r\n")
   return int(head.split(b" ")[1]), json.loads(body.decode("utf-8"))
+
+
+# --- A server in a process of its own (memory measured from outside) -----------
+
+
+def memory_mb(pid, field="VmRSS"):
+  """A /proc/<pid>/status memory field in MiB (VmRSS now, VmHWM the peak)."""
+  with open(f"/proc/{pid}/status", encoding="ascii") as reader:
+    return int(re.search(rf"{field}:\s+(\d+) kB", reader.read()).group(1)) / 1024
+
+
+def start_server_process(export_dir, log_path, *flags):
+  """`python -m serving.local_server` on free ports.
+
+  Returns:
+    (the `subprocess.Popen`, gRPC port, REST port); terminate it when done.
+  """
+  log = open(log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+  process = subprocess.Popen(
+      [sys.executable, "-m", "serving.local_server", "--model_base_path",
+       str(export_dir), "--port", "0", "--rest_api_port", "0", *flags],
+      stdout=log, stderr=subprocess.STDOUT,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  deadline = time.time() + 180
+  while time.time() < deadline and process.poll() is None:
+    with open(log_path, encoding="utf-8") as reader:
+      match = re.search(r"gRPC 127\.0\.0\.1:(\d+), REST 127\.0\.0\.1:(\d+)",
+                        reader.read())
+    if match:
+      return process, int(match.group(1)), int(match.group(2))
+    time.sleep(0.2)
+  process.kill()
+  with open(log_path, encoding="utf-8") as reader:
+    raise AssertionError(f"server did not start:\n{reader.read()[-3000:]}")

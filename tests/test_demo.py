@@ -198,8 +198,9 @@ def test_pipeline_plan(tmp_path, served):
     demo.pipeline_plan(str(bare), ["serving_default", "predict_examples"])
   assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
   assert caught.value.message.startswith(
-      f"This export ({bare}) has no assets/vocab.txt, and no predict_text "
-      "signature: the demo needs the vocab")
+      f"This export (version {bare.name}) has no assets/vocab.txt, and no "
+      "predict_text signature: the demo needs the vocab")
+  assert str(tmp_path) not in caught.value.message  # no paths to clients
 
 
 def test_export_without_vocab_says_so_and_uses_predict_text(tmp_path, served):

@@ -9,11 +9,7 @@
 """
 
 import json
-import os
-import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -127,37 +123,12 @@ def test_grpc_messages_over_the_limit_are_resource_exhausted(manager):
     server.stop(grace=1).wait(timeout=10)
 
 
-def _rss_mb(pid):
-  with open(f"/proc/{pid}/status", encoding="ascii") as reader:
-    return int(re.search(r"VmRSS:\s+(\d+) kB", reader.read()).group(1)) / 1024
-
-
-def _start_server_process(export_dir, log_path):
-  """`python -m serving.local_server` on free ports; returns (process, port)."""
-  log = open(log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
-  process = subprocess.Popen(
-      [sys.executable, "-m", "serving.local_server", "--model_base_path",
-       export_dir, "--port", "0", "--rest_api_port", "0",
-       "--max_request_bytes", "8000000"],
-      stdout=log, stderr=subprocess.STDOUT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  deadline = time.time() + 180
-  while time.time() < deadline and process.poll() is None:
-    with open(log_path, encoding="utf-8") as reader:
-      match = re.search(r"REST 127\.0\.0\.1:(\d+)", reader.read())
-    if match:
-      return process, int(match.group(1))
-    time.sleep(0.2)
-  process.kill()
-  with open(log_path, encoding="utf-8") as reader:
-    raise AssertionError(f"server did not start:\n{reader.read()[-3000:]}")
-
-
 @pytest.mark.slow  # end to end, tens of seconds
 def test_memory_stays_flat_across_large_rejected_requests(tmp_path):
   """Before: a 50 MB body took 13.8 s and left the server 1.1 GB larger."""
-  process, port = _start_server_process(
-      serving_fixtures.served_model()["export_dir"], tmp_path / "server.log")
+  process, _, port = serving_fixtures.start_server_process(
+      serving_fixtures.served_model()["export_dir"], tmp_path / "server.log",
+      "--max_request_bytes", "8000000")
   over_limit = b'{"inputs": ["' + b"x" * 20_000_000 + b'"]}'
   long_text = json.dumps({"signature_name": "predict_text",
                           "inputs": ["张" * 2_000_000]},
@@ -175,10 +146,10 @@ def test_memory_stays_flat_across_large_rejected_requests(tmp_path):
 
   try:
     one_round()  # warm: first-use allocations
-    before = _rss_mb(process.pid)
+    before = serving_fixtures.memory_mb(process.pid)
     for _ in range(4):
       one_round()
-    after = _rss_mb(process.pid)
+    after = serving_fixtures.memory_mb(process.pid)
     assert after - before < 50, (before, after)
     assert _serves_good_requests(port)
   finally:
@@ -290,7 +261,7 @@ def test_connections_over_the_bound_get_503_at_once(manager):
       assert closed_after_s is not None and closed_after_s < 1
       assert serving_fixtures.http_status_and_json(received) == (503, {
           "error": "The server is busy: 2 connections are open "
-                   "(max_connections). Retry later."})
+                   "(--rest_max_connections). Retry later."})
     finally:
       for sock in holders:
         sock.close()

@@ -310,8 +310,8 @@ def test_long_texts_are_refused_before_any_tensorflow_work(
   positions = serving_fixtures.model_limits()["max_position_embeddings"]
   assert serving_fixtures.http_post(port, PREDICT, _ids_body(
       [[2] * 100_000])) == (400, {"error": (
-          f"input_ids has 100000 positions; this model takes at most "
-          f"{positions} (max_position_embeddings)")})
+          f"Input input_ids row 0 has 100000 positions; this model takes at "
+          f"most {positions} (max_position_embeddings).")})
 
 
 def test_the_graph_says_what_the_dev_server_says(served):

@@ -145,8 +145,8 @@ def test_grpc_bad_request_then_good_request(channel, name, request_proto,
 def test_messages_over_4_mib_are_received(channel):
   """The schema's message limit, not gRPC's 4 MiB default, bounds requests."""
   stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-  # 5 MB of ids with a one-row mask: received whole, then refused as invalid
-  # (over gRPC's default limit it would be RESOURCE_EXHAUSTED, unread).
+  # 5 MB of ids: received whole, then refused by --max_batch_rows (over
+  # gRPC's default limit it would be RESOURCE_EXHAUSTED, unread).
   request = _ids_request(input_ids=np.ones([20000, 64], np.int32),
                          input_mask=np.ones([1, 64], np.int32),
                          segment_ids=np.ones([1, 64], np.int32))
@@ -155,5 +155,5 @@ def test_messages_over_4_mib_are_received(channel):
     stub.Predict(request, timeout=TIMEOUT_S)
   assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
   assert error.value.details() == (
-      "Inputs have different batch sizes: {'input_ids': 20000, 'input_mask': "
-      "1, 'segment_ids': 1}.")
+      "Input input_ids has 20000 rows; this server takes at most 64 per "
+      "request (--max_batch_rows). Send smaller batches.")

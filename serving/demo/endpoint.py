@@ -23,6 +23,7 @@ Errors (empty text, too long, bad JSON, no model loaded) are
 
 import html
 import json
+import logging
 import os
 import threading
 import urllib.parse
@@ -38,6 +39,7 @@ from trainer import schema
 from trainer.data import tag_schemes
 from serving.server import input_checks
 
+_LOG = logging.getLogger(__name__)
 PAGE_PATH = "/"
 ENTITIES_PATH = "/demo/entities"
 # Longest text the demo tags, in characters (Python `len`, code points).
@@ -128,7 +130,8 @@ def pipeline_plan(version_dir: str,
         "is a token, also in Latin-script words.")
   raise input_checks.ServingError(
       grpc.StatusCode.FAILED_PRECONDITION,
-      f"This export ({version_dir}) has no {missing_text}, and no "
+      f"This export (version {os.path.basename(os.path.normpath(version_dir))}"
+      f") has no {missing_text}, and no "
       f"{schema.PREDICT_TEXT_SIGNATURE} signature: the demo needs the vocab, "
       "labels and ner_config.json that run_ner.py --do_export writes into "
       "every version folder. Re-export the model.")
@@ -189,11 +192,7 @@ def texts_from_body(raw: bytes) -> List[str]:
 
   Example: b'{"text": "张三在北京工作。"}' -> ["张三在北京工作。"].
   """
-  try:
-    body = json.loads(raw.decode("utf-8"))
-  except ValueError as error:  # UnicodeDecodeError is a ValueError
-    raise input_checks.invalid_argument(
-        f"The body is not valid JSON: {error}") from None
+  body = input_checks.parse_json(raw)
   if not isinstance(body, dict) or ("text" in body) == ("texts" in body):
     raise input_checks.invalid_argument(
         'The body must be a JSON object with "text": "..." (one text) or '
@@ -208,6 +207,7 @@ def texts_from_body(raw: bytes) -> List[str]:
     if not isinstance(text, str):
       raise input_checks.invalid_argument(
           f"{name} must be a string, not {type(text).__name__}.")
+    input_checks.check_utf8_text(name, text)
     if not text.strip():
       raise input_checks.invalid_argument(
           f"{name} is empty: type a sentence to tag.")
@@ -257,8 +257,11 @@ def _page_config(manager: model_manager.ModelManager) -> Dict[str, Any]:
     config["notice"] = pipeline.notice
   except input_checks.ServingError as error:
     config["notice"] = error.message
-  except (OSError, ValueError) as error:  # unreadable assets
-    config["notice"] = f"The demo cannot use this export: {error}"
+  except (OSError, ValueError):  # unreadable assets; the log names them
+    _LOG.exception("The demo cannot read the assets of %s version %s",
+                   manager.model_name, config["version"])
+    config["notice"] = ("The demo cannot read this export's assets (vocab, "
+                        "labels, ner_config.json); the server log says why.")
   return config
 
 

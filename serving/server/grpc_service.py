@@ -10,10 +10,13 @@ with their status code; the server keeps serving.
 """
 
 from concurrent import futures
-from typing import Any, Optional, Sequence, Tuple
+import functools
+import logging
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import grpc
 import tensorflow as tf
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
@@ -24,6 +27,7 @@ from serving.server import model_manager
 from trainer import schema
 from serving.server import input_checks
 
+_LOG = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
@@ -54,6 +58,16 @@ def predict_response(manager: model_manager.ModelManager,
   loaded = manager.get(request.model_spec.name, _requested_version(request))
   signature_name = (request.model_spec.signature_name
                     or schema.SERVING_DEFAULT_SIGNATURE)
+  if signature_name not in loaded.input_specs:
+    raise input_checks.unknown_signature(signature_name, loaded.signatures)
+  specs = loaded.input_specs[signature_name]
+  for key, proto in sorted(request.inputs.items()):
+    # Before tf.make_ndarray, which allocates the declared shape: one value
+    # declared [16384, 16384] would become 1 GiB.
+    spec = specs.get(key)
+    loaded.bounds.check_declared_shape(
+        key, [dim.size for dim in proto.tensor_shape.dim],
+        spec.shape.rank if spec is not None else None)
   try:
     inputs = {key: tf.make_ndarray(proto)
               for key, proto in request.inputs.items()}
@@ -73,47 +87,73 @@ def predict_response(manager: model_manager.ModelManager,
   return response
 
 
+def _answers_errors(method: Callable) -> Callable:
+  """Aborts with a `ServingError`'s code; anything else is INTERNAL.
+
+  An unexpected error's detail goes to the server log under a request id;
+  the client gets the id alone (no exception text, no paths).
+  """
+  @functools.wraps(method)
+  def answering(self, request, context):
+    try:
+      return method(self, request, context)
+    except input_checks.ServingError as error:
+      context.abort(error.code, error.message)
+    except Exception:  # pylint: disable=broad-except
+      request_id = input_checks.new_request_id()
+      _LOG.exception("gRPC %s failed (request id %s)", method.__name__,
+                     request_id)
+      context.abort(grpc.StatusCode.INTERNAL,
+                    input_checks.internal_error_message(request_id))
+  return answering
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   """gRPC Predict and GetModelMetadata (Classify, Regress: UNIMPLEMENTED)."""
 
   def __init__(self, manager: model_manager.ModelManager):
     self._manager = manager
 
+  @_answers_errors
   def Predict(self, request, context):  # pylint: disable=invalid-name
-    try:
-      return predict_response(self._manager, request)
-    except input_checks.ServingError as error:
-      context.abort(error.code, error.message)
+    return predict_response(self._manager, request)
 
+  @_answers_errors
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
-    try:
-      loaded = self._manager.get(request.model_spec.name,
-                                 _requested_version(request))
-      fields = list(request.metadata_field)
-      if fields != [SIGNATURE_DEF_FIELD]:
-        raise input_checks.invalid_argument(
-            f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}]; got {fields}.")
-      response = get_model_metadata_pb2.GetModelMetadataResponse()
-      response.model_spec.name = self._manager.model_name
-      response.model_spec.version.value = loaded.version
-      response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_def_map(loaded))
-      return response
-    except input_checks.ServingError as error:
-      context.abort(error.code, error.message)
+    loaded = self._manager.get(request.model_spec.name,
+                               _requested_version(request))
+    fields = list(request.metadata_field)
+    if fields != [SIGNATURE_DEF_FIELD]:
+      raise input_checks.invalid_argument(
+          f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}]; got {fields}.")
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = self._manager.model_name
+    response.model_spec.version.value = loaded.version
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_def_map(loaded))
+    return response
 
 
-def status_response(states: Sequence[Tuple[int, str]]
+def status_response(states: Sequence[Tuple[int, str]],
+                    errors: Optional[Mapping[int, Tuple[str, str]]] = None
                     ) -> get_model_status_pb2.GetModelStatusResponse:
   """GetModelStatus's answer for `ModelManager.version_states`.
 
-  Example: [(1, "AVAILABLE"), (2, "END")] -> model_version_status
-  [{version: 1, state: AVAILABLE}, {version: 2, state: END}].
+  `errors` ({version: (code name, message)}, `ModelManager.version_errors`)
+  fills the status of versions that failed to load.
+
+  Example: [(1, "AVAILABLE"), (2, "END")], {2: ("UNKNOWN", "bad")} ->
+  model_version_status [{version: 1, state: AVAILABLE}, {version: 2,
+  state: END, status: {error_code: UNKNOWN, error_message: "bad"}}].
   """
   response = get_model_status_pb2.GetModelStatusResponse()
   for version, state in states:
     status = response.model_version_status.add()
     status.version = version
     status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+    if version in (errors or {}):
+      code, message = errors[version]
+      status.status.error_code = error_codes_pb2.Code.Value(code)
+      status.status.error_message = message
   return response
 
 
@@ -123,12 +163,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   def __init__(self, manager: model_manager.ModelManager):
     self._manager = manager
 
+  @_answers_errors
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
-    try:
-      return status_response(self._manager.version_states(
-          request.model_spec.name, _requested_version(request)))
-    except input_checks.ServingError as error:
-      context.abort(error.code, error.message)
+    return status_response(
+        self._manager.version_states(request.model_spec.name,
+                                     _requested_version(request)),
+        self._manager.version_errors())
 
 
 def start_grpc_server(

@@ -15,8 +15,10 @@ Errors are `ServingError`s; `serving.server.grpc_service` and
 """
 
 import base64
+import json
 import math
 import re
+import uuid
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 import grpc
@@ -34,10 +36,85 @@ class ServingError(Exception):
     message: what is wrong and what is allowed.
   """
 
-  def __init__(self, code: grpc.StatusCode, message: str):
+  def __init__(self, code: grpc.StatusCode, message: str,
+               http_status: Optional[int] = None):
     super().__init__(message)
     self.code = code
     self.message = message
+    # The REST answer's status where the gRPC code's usual one does not fit
+    # (415 for a wrong Content-Type); None: `rest_api.HTTP_STATUS`.
+    self.http_status = http_status
+
+
+def new_request_id() -> str:
+  """A short random id naming one failed request in the log and the answer."""
+  return uuid.uuid4().hex[:16]
+
+
+def internal_error_message(request_id: str) -> str:
+  """What a client hears about an unexpected error: the id, not the detail.
+
+  Example: "Internal error (request id 3f2a...); the server log has the
+  detail under this id."
+  """
+  return (f"Internal error (request id {request_id}); the server log has the "
+          "detail under this id.")
+
+
+# Deepest JSON a body may nest: TF Serving's inputs are at most a few levels
+# deep, and Python's parser would fail on thousands (RecursionError).
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(value: Any) -> bool:
+  """True when lists and objects nest deeper than `MAX_JSON_DEPTH`."""
+  stack = [(value, 1)]
+  while stack:
+    item, depth = stack.pop()
+    children = (item.values() if isinstance(item, dict)
+                else item if isinstance(item, list) else ())
+    for child in children:
+      if isinstance(child, (list, dict)):
+        if depth + 1 > MAX_JSON_DEPTH:
+          return True
+        stack.append((child, depth + 1))
+  return False
+
+
+def parse_json(raw: bytes) -> Any:
+  """A request body as JSON, or INVALID_ARGUMENT saying why not.
+
+  Raises:
+    ServingError: INVALID_ARGUMENT for bytes that are not UTF-8 JSON, or that
+      nest deeper than `MAX_JSON_DEPTH`.
+
+  Example: b"[" * 10000 + b"]" * 10000 -> "The body nests JSON deeper than
+  64 levels; requests nest at most 64.".
+  """
+  try:
+    body = json.loads(raw.decode("utf-8"))
+  except RecursionError:
+    body = None
+  except ValueError as error:  # UnicodeDecodeError included
+    raise invalid_argument(f"The body is not valid JSON: {error}") from None
+  if body is None and raw.strip() != b"null" or _too_deep(body):
+    raise invalid_argument(f"The body nests JSON deeper than {MAX_JSON_DEPTH} "
+                           f"levels; requests nest at most {MAX_JSON_DEPTH}.")
+  return body
+
+
+def check_utf8_text(name: str, text: str) -> None:
+  """Refuses a JSON string holding a lone surrogate (\\ud800): not UTF-8.
+
+  Example: ("Text 0", "ab\\ud800") -> "Text 0 holds a lone surrogate
+  \\ud800 at character 2, which is not text; send UTF-8.".
+  """
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as error:
+    raise invalid_argument(
+        f"{name} holds a lone surrogate \\u{ord(text[error.start]):04x} at "
+        f"character {error.start}, which is not text; send UTF-8.") from None
 
 
 def invalid_argument(message: str) -> ServingError:
@@ -66,6 +143,7 @@ def _json_bytes(value: Any) -> bytes:
   if isinstance(value, dict) and set(value) == {"b64"}:
     return base64.b64decode(value["b64"])
   if isinstance(value, str):
+    check_utf8_text("A string input", value)
     return value.encode("utf-8")
   raise ValueError(f"expected a string or {{\"b64\": ...}}, got {value!r}")
 

@@ -21,11 +21,18 @@ missing or extra input, wrong dtype, a value the dtype cannot hold, ids
 outside the vocab, mismatched shapes, empty batch, too long) get
 INVALID_ARGUMENT or NOT_FOUND over gRPC and HTTP 400/404 with
 {"error": "..."} over REST, naming the input and the value, and the server
-keeps serving. Requests over --max_request_bytes are refused unread (HTTP
-413, gRPC RESOURCE_EXHAUSTED); REST connections silent for
---rest_read_timeout_seconds are closed, and at most --rest_max_connections
-are served at once (more get 503). It runs one model, with no batching, TLS
-or auth, and binds 127.0.0.1 unless told otherwise: do not expose it.
+keeps serving; unexpected errors answer INTERNAL / 500 with a request id
+(the detail is in the log). Requests over --max_request_bytes are refused
+unread (HTTP 413, gRPC RESOURCE_EXHAUSTED); requests over --max_batch_rows
+rows, the model's positions per row, or a full batch's elements are refused
+from their declared shapes before anything is allocated
+(`request_bounds`). REST connections silent for --rest_read_timeout_seconds
+or whose request is not whole within --rest_request_timeout_seconds are
+closed (408), at most --rest_max_connections are served at once and
+--rest_max_connections_per_client from one address (more get 503), and a
+Host header not naming this server (--rest_allowed_hosts) gets 403. It runs
+one model, with no batching, TLS or auth, and binds 127.0.0.1 unless told
+otherwise: do not expose it.
 
 Each version runs in a Session of its own with --thread_mode's threads:
 "latency" (default: one intra-op and one inter-op thread, each request's
@@ -48,7 +55,9 @@ import tensorflow as tf
 
 from serving.server import grpc_service
 from serving.server import model_manager
+from serving.server import request_bounds
 from serving.server import rest_api
+from serving.server import rest_guards
 from trainer import cpu_features
 from trainer import schema
 from serving.server import saved_model_session
@@ -82,6 +91,11 @@ class LocalModelServer:
       max_request_bytes: int = model_manager.DEFAULT_MAX_REQUEST_BYTES,
       rest_read_timeout_s: float = rest_api.DEFAULT_READ_TIMEOUT_S,
       rest_max_connections: int = rest_api.DEFAULT_MAX_CONNECTIONS,
+      max_batch_rows: int = request_bounds.DEFAULT_MAX_BATCH_ROWS,
+      rest_request_timeout_s: float = rest_guards.DEFAULT_REQUEST_TIMEOUT_S,
+      rest_max_connections_per_client: int = (
+          rest_guards.DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+      rest_allowed_hosts: Sequence[str] = (),
       intra_op_threads: int = DEFAULT_THREADS[0],
       inter_op_threads: int = DEFAULT_THREADS[1],
       mount: Optional[rest_api.PageMount] = None,
@@ -90,13 +104,17 @@ class LocalModelServer:
     self._mount = mount
     self.manager = model_manager.ModelManager(
         model_name, model_base_path, poll_seconds, intra_op_threads,
-        inter_op_threads, mixed_precision)
+        inter_op_threads, mixed_precision, max_batch_rows)
     self._port = port
     self._rest_api_port = rest_api_port
     self._max_workers = max_workers
     self._max_request_bytes = max_request_bytes
     self._rest_read_timeout_s = rest_read_timeout_s
     self._rest_max_connections = rest_max_connections
+    self._rest_front = dict(
+        request_timeout_s=rest_request_timeout_s,
+        max_connections_per_client=rest_max_connections_per_client,
+        allowed_hosts=tuple(rest_allowed_hosts))
     self._grpc_server = None
     self._http_server = None
     self._http_thread = None
@@ -115,7 +133,7 @@ class LocalModelServer:
       self._http_server, self._http_thread = rest_api.start_rest_server(
           self.manager, self.host, self._rest_api_port,
           self._rest_read_timeout_s, self._rest_max_connections,
-          self._max_request_bytes, self._mount)
+          self._max_request_bytes, self._mount, **self._rest_front)
       self.rest_port = self._http_server.server_address[1]
     self.manager.start_polling()
     _LOG.info("Serving %s on gRPC %s:%d, REST %s, in %s",
@@ -175,6 +193,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       default=rest_api.DEFAULT_MAX_CONNECTIONS,
                       help="REST connections served at once (> 0); more get "
                            "503 at once.")
+  parser.add_argument("--rest_max_connections_per_client", type=int,
+                      default=rest_guards.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+                      help="REST connections one client address may hold "
+                           "open (> 0); more get 503 at once, so one client "
+                           "cannot take them all.")
+  parser.add_argument("--rest_request_timeout_seconds", type=float,
+                      default=rest_guards.DEFAULT_REQUEST_TIMEOUT_S,
+                      help="seconds a REST request (line, headers and body) "
+                           "may take to arrive in all (> 0), however it "
+                           "trickles; later: 408 and closed.")
+  parser.add_argument("--rest_allowed_hosts", default="",
+                      help="comma-separated host names the REST Host header "
+                           "may carry besides --host and localhost (e.g. the "
+                           "name of a proxy in front); others get 403.")
+  parser.add_argument("--max_batch_rows", type=int,
+                      default=request_bounds.DEFAULT_MAX_BATCH_ROWS,
+                      help="rows (windows, texts, examples) one request may "
+                           "hold (> 0); more get INVALID_ARGUMENT / 400 "
+                           "before anything is allocated. With the model's "
+                           "max_position_embeddings it bounds the elements "
+                           "of every input tensor.")
   # Threads (TF Serving's flag names; --thread_mode sets both)
   parser.add_argument("--thread_mode", choices=saved_model_session.THREAD_MODES,
                       default=DEFAULT_THREAD_MODE,
@@ -203,7 +242,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if unsupported:
       parser.error(unsupported)
   for flag in ("file_system_poll_wait_seconds", "max_request_bytes",
-               "rest_read_timeout_seconds", "rest_max_connections"):
+               "rest_read_timeout_seconds", "rest_max_connections",
+               "rest_max_connections_per_client",
+               "rest_request_timeout_seconds", "max_batch_rows"):
     if getattr(args, flag) <= 0:
       parser.error(f"--{flag} must be > 0, not {getattr(args, flag)}")
   mode_threads = saved_model_session.thread_settings(args.thread_mode)
@@ -233,6 +274,11 @@ def main(argv: Optional[Sequence[str]] = None,
       max_request_bytes=args.max_request_bytes,
       rest_read_timeout_s=args.rest_read_timeout_seconds,
       rest_max_connections=args.rest_max_connections,
+      max_batch_rows=args.max_batch_rows,
+      rest_request_timeout_s=args.rest_request_timeout_seconds,
+      rest_max_connections_per_client=args.rest_max_connections_per_client,
+      rest_allowed_hosts=[name.strip() for name in
+                          args.rest_allowed_hosts.split(",") if name.strip()],
       intra_op_threads=args.tensorflow_intra_op_parallelism,
       inter_op_threads=args.tensorflow_inter_op_parallelism,
       mount=mount, mixed_precision=args.mixed_precision or None).start()

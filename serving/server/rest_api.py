@@ -11,26 +11,30 @@ demo, `serving.demo.endpoint`):
   GET  /                                           the demo page
   POST /demo/entities                              the demo's entities
 
-Request errors (`input_checks.ServingError`) become HTTP 400/404 (503, 501)
-with {"error": "..."}, as TF Serving answers; the server keeps serving.
+Request errors (`input_checks.ServingError`) become HTTP 4xx with
+{"error": "..."}, as TF Serving answers; anything unexpected is a 500 naming a
+request id, whose detail is in the server log alone. The server keeps serving.
 
-The front end protects the server from its connections (`start_rest_server`):
-a body must come with a valid Content-Length no larger than
+The front end protects the server from its connections (`start_rest_server`,
+`rest_guards`): a body must come with a valid Content-Length no larger than
 `max_request_bytes` (else 400, or 413 before the body is read); a socket
-silent for `read_timeout_s` is answered 408 and closed; at most
-`max_connections` are handled at once, and the next ones get 503 at once
-(`transports.RestTransport` retries those).
+silent for `read_timeout_s`, or a request not whole within
+`request_timeout_s`, is answered 408 and closed; at most `max_connections` are
+handled at once and `max_connections_per_client` from one address (the next
+get 503 at once; `transports.RestTransport` retries those). A Host header
+naming another server gets 403 (DNS rebinding), a POST from a page of another
+origin 403, a demo POST not declared application/json 415 (cross-site request
+forgery).
 """
 
 import http.server
 import json
 import logging
 import re
-import socket
-import sys
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import (Any, Dict, List, Mapping, Optional, Protocol, Sequence,
+                    Tuple)
 
 from google.protobuf import json_format
 import grpc
@@ -40,6 +44,7 @@ from serving.server import grpc_service
 from serving.server import model_manager
 from trainer import schema
 from serving.server import input_checks
+from serving.server import rest_guards
 
 _LOG = logging.getLogger(__name__)
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -48,7 +53,9 @@ HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400,
                grpc.StatusCode.UNAVAILABLE: 503,
                grpc.StatusCode.UNIMPLEMENTED: 501,
                grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
-               grpc.StatusCode.DEADLINE_EXCEEDED: 408}
+               grpc.StatusCode.DEADLINE_EXCEEDED: 408,
+               grpc.StatusCode.PERMISSION_DENIED: 403,
+               grpc.StatusCode.INTERNAL: 500}
 DEFAULT_READ_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 64
 _DIGITS = re.compile(r"[0-9]+")
@@ -146,6 +153,10 @@ def rest_predict(loaded: model_manager.LoadedVersion,
         "The request body must be a JSON object.")
   signature_name = body.get("signature_name",
                             schema.SERVING_DEFAULT_SIGNATURE)
+  if not isinstance(signature_name, str):
+    raise input_checks.invalid_argument(
+        f"\"signature_name\" must be a string, not {json.dumps(signature_name)}"
+        f"; this model has {', '.join(sorted(loaded.signatures))}.")
   if signature_name not in loaded.signatures:
     raise input_checks.unknown_signature(signature_name, loaded.signatures)
   input_keys = sorted(loaded.input_specs[signature_name])
@@ -154,6 +165,8 @@ def rest_predict(loaded: model_manager.LoadedVersion,
         "The body needs exactly one of \"instances\" (row format) or "
         "\"inputs\" (columnar format).")
   if "instances" in body:
+    if isinstance(body["instances"], list):  # before any row is read
+      loaded.bounds.check_rows("instances", len(body["instances"]))
     inputs = _row_inputs(body["instances"], signature_name, input_keys)
     return _row_outputs(loaded.predict(signature_name, inputs))
   inputs = body["inputs"]
@@ -170,16 +183,23 @@ def rest_predict(loaded: model_manager.LoadedVersion,
                       for key, value in outputs.items()}}
 
 
-def status_json(states: List[Tuple[int, str]]) -> Dict[str, Any]:
+def status_json(states: List[Tuple[int, str]],
+                errors: Optional[Mapping[int, Tuple[str, str]]] = None
+                ) -> Dict[str, Any]:
   """TF Serving's JSON for GetModelStatus (`ModelManager.version_states`).
+
+  `errors` ({version: (code name, message)}, `ModelManager.version_errors`)
+  fills the status of versions that failed to load.
 
   Example: [(2, "AVAILABLE"), (1, "END")] -> {"model_version_status":
   [{"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK",
   "error_message": ""}}, {"version": "1", "state": "END", ...}]}.
   """
+  errors = errors or {}
   return {"model_version_status": [{
       "version": str(version), "state": state,
-      "status": {"error_code": "OK", "error_message": ""}}
+      "status": dict(zip(("error_code", "error_message"),
+                         errors.get(version, ("OK", ""))))}
                                    for version, state in states]}
 
 
@@ -231,8 +251,14 @@ def rest_handler(
     manager: model_manager.ModelManager,
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     max_request_bytes: int = model_manager.DEFAULT_MAX_REQUEST_BYTES,
-    mount: Optional[PageMount] = None):
-  """A `BaseHTTPRequestHandler` class answering for `manager` (and `mount`)."""
+    mount: Optional[PageMount] = None,
+    front: Optional[rest_guards.FrontPolicy] = None):
+  """A `BaseHTTPRequestHandler` class answering for `manager` (and `mount`).
+
+  `front` holds the whole-request deadline and the Host allow-list
+  (`rest_guards`); None: the defaults for a server bound to 127.0.0.1.
+  """
+  front = front or rest_guards.FrontPolicy()
 
   class Handler(http.server.BaseHTTPRequestHandler):
     """TF Serving's REST API subset (see the module docstring)."""
@@ -256,18 +282,64 @@ def rest_handler(
 
     def _send_error(self, error: input_checks.ServingError,
                     close: bool = False) -> None:
-      self._send(HTTP_STATUS.get(error.code, 500), {"error": error.message},
-                 close)
+      self._send(error.http_status or HTTP_STATUS.get(error.code, 500),
+                 {"error": error.message}, close)
+
+    def _send_internal_error(self, what: str) -> None:
+      """500 naming a request id; the detail goes to the log alone."""
+      request_id = input_checks.new_request_id()
+      _LOG.exception("REST %s %s failed (request id %s)", what,
+                     self.path, request_id)
+      self._send(500, {"error": input_checks.internal_error_message(
+          request_id)})
+
+    def _overdue(self) -> input_checks.ServingError:
+      return input_checks.ServingError(
+          grpc.StatusCode.DEADLINE_EXCEEDED,
+          f"The request did not arrive within {front.request_timeout_s} s "
+          "(--rest_request_timeout_seconds); send it whole, without pauses.")
+
+    def handle_one_request(self) -> None:
+      # Request line, headers and body within request_timeout_s in all.
+      front.deadlines.arm(self.connection, front.request_timeout_s)
+      try:
+        super().handle_one_request()
+      finally:
+        front.deadlines.disarm(self.connection)
+
+    def finish(self) -> None:
+      front.deadlines.forget(self.connection)
+      super().finish()
 
     def parse_request(self) -> bool:
+      if front.deadlines.expired(self.connection):  # the request line stalled
+        self.request_version = "HTTP/1.1"
+        self._send_error(self._overdue(), close=True)
+        return False
       if not super().parse_request():
         return False
-      if self.headers.defects:  # e.g. a header line without a colon
-        self._send_error(input_checks.invalid_argument(
+      error = None
+      if front.deadlines.expired(self.connection):  # the headers stalled
+        error = self._overdue()
+      elif self.headers.defects:  # e.g. a header line without a colon
+        error = input_checks.invalid_argument(
             "Malformed request headers "
             f"({type(self.headers.defects[0]).__name__}): every header line "
-            "must read 'Name: value'."), close=True)
+            "must read 'Name: value'.")
+      else:
+        try:
+          rest_guards.check_host(self.headers.get("Host"),
+                                 front.allowed_hosts, front.bound_host)
+          if self.command == "POST":
+            rest_guards.check_origin(self.headers.get("Origin"),
+                                     self.headers.get("Host"))
+        except input_checks.ServingError as refused:
+          error = refused
+      if error is not None:
+        self._send_error(error, close=True)
         return False
+      if self.command != "POST":
+        front.deadlines.disarm(self.connection)  # no body to wait for
       return True
 
     def handle_expect_100(self) -> bool:
@@ -288,7 +360,10 @@ def rest_handler(
       try:
         length = body_length(self.headers, max_request_bytes)
         raw = self.rfile.read(length)
-        if len(raw) < length:
+        if front.deadlines.expired(self.connection):
+          raise self._overdue()
+        front.deadlines.disarm(self.connection)  # the model's time is not
+        if len(raw) < length:                    # the client's
           raise input_checks.invalid_argument(
               f"The body ended after {len(raw)} of {length} bytes.")
         return raw
@@ -337,19 +412,23 @@ def rest_handler(
       self.wfile.write(data)
 
     def do_GET(self):  # pylint: disable=invalid-name
-      if mount is not None and mount.is_page_path(self.path):
-        self._send_page()
-        return
       try:
+        if mount is not None and mount.is_page_path(self.path):
+          self._send_page()
+          return
         match = _REST_PATH.match(self.path)
         if match and not match.group("suffix"):
-          self._send(200, status_json(manager.version_states(
-              match.group("name"), match.group("version"))))
+          self._send(200, status_json(
+              manager.version_states(match.group("name"),
+                                     match.group("version")),
+              manager.version_errors()))
           return
         loaded, _ = self._route("GET")
         self._send(200, metadata_json(manager.model_name, loaded))
       except input_checks.ServingError as error:
         self._send_error(error)
+      except Exception:  # pylint: disable=broad-except
+        self._send_internal_error("GET")
 
     def do_POST(self):  # pylint: disable=invalid-name
       try:
@@ -358,75 +437,20 @@ def rest_handler(
         return  # answered
       try:
         if mount is not None and mount.is_entities_path(self.path):
+          # A state-changing route a browser page calls: JSON only, which a
+          # cross-site form cannot send.
+          rest_guards.check_json_content_type(
+              self.headers.get("Content-Type"))
           self._send(200, mount.entities_answer(manager, raw))
           return
         loaded, _ = self._route("POST")
-        try:
-          body = json.loads(raw.decode("utf-8"))
-        except ValueError as error:
-          raise input_checks.invalid_argument(
-              f"The body is not valid JSON: {error}") from None
-        self._send(200, rest_predict(loaded, body))
+        self._send(200, rest_predict(loaded, input_checks.parse_json(raw)))
       except input_checks.ServingError as error:
         self._send_error(error)
-      except Exception as error:  # pylint: disable=broad-except
-        _LOG.exception("REST predict failed")
-        self._send(500, {"error": f"internal error: {error}"})
+      except Exception:  # pylint: disable=broad-except
+        self._send_internal_error("POST")
 
   return Handler
-
-
-def _refuse_busy(connection: socket.socket, max_connections: int) -> None:
-  """Answers 503 on a connection over the limit without a thread."""
-  data = json.dumps({"error": f"The server is busy: {max_connections} "
-                              "connections are open (max_connections). "
-                              "Retry later."}).encode("utf-8")
-  try:
-    connection.settimeout(1.0)
-    connection.sendall(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
-        b"\r\nContent-Length: " + str(len(data)).encode() +
-        b"\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + data)
-    connection.setblocking(False)
-    while connection.recv(1 << 16):  # what the client already sent: a close
-      pass                          # with unread bytes would reset the answer
-  except OSError:
-    pass
-
-
-class BoundedHTTPServer(http.server.ThreadingHTTPServer):
-  """A thread per connection, at most `max_connections` at once."""
-
-  daemon_threads = True
-  block_on_close = False  # stop() does not wait for slow clients
-
-  def __init__(self, address, handler_class, max_connections: int):
-    super().__init__(address, handler_class)
-    self.max_connections = max_connections
-    self._slots = threading.BoundedSemaphore(max_connections)
-
-  def process_request(self, request, client_address):
-    if not self._slots.acquire(blocking=False):
-      _refuse_busy(request, self.max_connections)
-      self.shutdown_request(request)
-      return
-    try:
-      super().process_request(request, client_address)
-    except BaseException:
-      self._slots.release()
-      raise
-
-  def process_request_thread(self, request, client_address):
-    try:
-      super().process_request_thread(request, client_address)
-    finally:
-      self._slots.release()
-
-  def handle_error(self, request, client_address):
-    if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-      _LOG.debug("Client %s went away: %s", client_address, sys.exc_info()[1])
-      return  # a client that left, not a server error
-    super().handle_error(request, client_address)
 
 
 def start_rest_server(
@@ -434,8 +458,12 @@ def start_rest_server(
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_request_bytes: int = model_manager.DEFAULT_MAX_REQUEST_BYTES,
-    mount: Optional[PageMount] = None
-) -> Tuple[BoundedHTTPServer, threading.Thread]:
+    mount: Optional[PageMount] = None,
+    request_timeout_s: float = rest_guards.DEFAULT_REQUEST_TIMEOUT_S,
+    max_connections_per_client: int = (
+        rest_guards.DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+    allowed_hosts: Sequence[str] = ()
+) -> Tuple[rest_guards.BoundedHTTPServer, threading.Thread]:
   """Serves the REST API on `host:port` (0: a free port) in a daemon thread.
 
   Args:
@@ -446,15 +474,22 @@ def start_rest_server(
     max_connections: connections handled at once; more get 503 at once.
     max_request_bytes: larger bodies get 413 before they are read.
     mount: pages served beside the API (the demo), or None.
+    request_timeout_s: request line, headers and body must arrive within
+      this, however they trickle (else 408 and closed).
+    max_connections_per_client: connections one client address may hold
+      open; more get 503 at once.
+    allowed_hosts: Host header names accepted besides `host` and the
+      loopback names (others get 403).
 
   Returns:
     (the HTTP server, whose `server_address[1]` is the bound port; the
     thread running it).
   """
-  server = BoundedHTTPServer(
+  front = rest_guards.FrontPolicy(host, allowed_hosts, request_timeout_s)
+  server = rest_guards.BoundedHTTPServer(
       (host, port), rest_handler(manager, read_timeout_s, max_request_bytes,
-                                   mount),
-      max_connections)
+                                 mount, front),
+      max_connections, max_connections_per_client, front)
   thread = threading.Thread(target=server.serve_forever, name="rest",
                             daemon=True)
   thread.start()
