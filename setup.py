@@ -30,6 +30,9 @@ setuptools.setup(
         # bench/vs_pytorch.py's peer (PyTorch + HF transformers); never
         # needed by the trainer.
         "bench": ["torch==2.13.0", "transformers==5.24.0"],
+        # --use_tpu with a Cloud TPU name (not a grpc:// address): the
+        # TPUClusterResolver looks the name up through the Cloud TPU API.
+        "tpu": ["cloud-tpu-client>=0.10"],
     },
     entry_points={
         "console_scripts": [
