@@ -90,6 +90,12 @@ def test_two_workers_one_chief_one_set_of_outputs(tmp_path):
           cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
           stderr=subprocess.PIPE, text=True))
     outputs = [process.communicate(timeout=300) for process in processes]
+  except subprocess.TimeoutExpired:
+    for process in processes:
+      process.kill()
+    logs = [process.communicate()[1][-1500:] for process in processes]
+    pytest.fail("Not finished within 300 s; the logs' ends (chief, worker 1, "
+                "single process):\n" + "\n-----\n".join(logs))
   finally:
     for process in processes:
       if process.poll() is None:
@@ -99,6 +105,7 @@ def test_two_workers_one_chief_one_set_of_outputs(tmp_path):
   (chief_out, chief_log), (worker_out, worker_log), (_, single_log) = outputs
 
   assert tf.train.latest_checkpoint(str(shared)).endswith("model.ckpt-3")
+  assert not (shared / "tmp_worker_1").exists()  # worker 1's scratch copy
   assert sorted(os.listdir(shared / schema.EXPORT_DIRNAME)) == ["1"]
   best = sorted(os.listdir(shared / schema.BEST_EXPORT_DIRNAME))
   assert best == ["1", "best_export.json"]
@@ -178,6 +185,18 @@ def test_worker_refuses_a_record_of_changed_training_data(tmp_path):
           "(the file changed?)") in str(raised.value)
 
 
+def test_remove_worker_scratch(tmp_path):
+  config = _config(tmp_path)
+  scratch = tmp_path / "out" / "tmp_worker_1"
+  scratch.mkdir(parents=True)
+  (scratch / "model.ckpt-3.index").write_bytes(b"x")
+  multi_worker.remove_worker_scratch(config, CHIEF)  # not the chief's
+  assert scratch.exists()
+  multi_worker.remove_worker_scratch(config, WORKER_1)
+  assert not scratch.exists()
+  multi_worker.remove_worker_scratch(config, WORKER_1)  # gone: no error
+
+
 def test_the_chief_withdraws_an_earlier_record(tmp_path):
   config = _config(tmp_path)
   path = multi_worker.publish(config, run_inputs.RunInputs(config).prepare(),
@@ -204,3 +223,10 @@ def test_eval_every_steps_is_refused_with_several_workers(tmp_path,
   multi_worker.check_flags(config, roles.SINGLE_PROCESS)
   multi_worker.check_flags(_config(tmp_path / "b", eval_every_steps=2),
                            CHIEF)
+
+
+@pytest.mark.parametrize("name", ["chief_wait_seconds", "tpu_timeout_seconds"])
+def test_wait_and_timeout_flags_must_be_positive(tmp_path, name):
+  with pytest.raises(UserError) as raised:
+    _config(tmp_path, **{name: 0}).validate()
+  assert str(raised.value) == f"--{name}=0 must be at least 1."

@@ -180,6 +180,23 @@ def wait_for_chief(config: config_lib.NerConfig,
     time.sleep(POLL_SECONDS)
 
 
+def remove_worker_scratch(config: config_lib.NerConfig,
+                          role: roles.TaskRole) -> None:
+  """A non-chief worker, after training: removes its scratch checkpoints.
+
+  Under MultiWorkerMirroredStrategy every worker takes part in saving, and
+  TensorFlow points a non-chief worker's saver and summaries at
+  `<output_dir>/tmp_<type>_<index>` (a full copy of the model per worker,
+  and a TensorBoard run of its own); the chief's checkpoints are the run's.
+  """
+  path = os.path.join(config.output_dir,
+                      f"tmp_{role.task_type}_{role.task_index}")
+  if not role.is_chief and tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+    logging.info("%s: removed its scratch checkpoints %s.", role.describe(),
+                 path)
+
+
 class WorkerInputs(run_inputs.RunInputs):
   """A non-chief worker's inputs: the chief's files, read, never written.
 

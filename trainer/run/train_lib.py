@@ -141,6 +141,7 @@ def train(config: NerConfig, inputs: RunInputs,
     # From TF_CONFIG: this mode's RunConfig says is_chief on every worker.
     role = roles.task_role()
     if not role.is_chief:
+      multi_worker.remove_worker_scratch(config, role)
       logging.info("%s: training done; the chief evaluates, predicts and "
                    "exports.", role.describe())
     return role.is_chief
