@@ -107,3 +107,32 @@ def test_make_estimator(tmp_path, bert_config_file):
       config, bert_config_file, ["O", "B-X"], vocab, num_train_steps=10,
       devices=DeviceOverrides(tpu_estimator=True))
   assert isinstance(tpu, tf.compat.v1.estimator.tpu.TPUEstimator)
+
+
+def test_resolve_tpu_passes_the_flags(monkeypatch):
+  calls = []
+  monkeypatch.setattr(estimator_lib.tpu_cluster, "resolve",
+                      lambda *args: calls.append(args) or "resolver")
+  config = NerConfig(use_tpu=True, tpu_name="my-tpu", tpu_zone="z",
+                     gcp_project="p", num_tpu_cores=4, tpu_timeout_seconds=7)
+  assert estimator_lib.resolve_tpu(config) == "resolver"
+  assert calls == [("my-tpu", "z", "p", 4, 7)]
+
+
+def test_make_estimator_uses_the_resolved_tpu(tmp_path, bert_config_file,
+                                              monkeypatch):
+  def resolve_again(*args):
+    raise AssertionError(f"resolved a second time: {args}")
+  monkeypatch.setattr(estimator_lib.tpu_cluster, "resolve", resolve_again)
+  address = "grpc://127.0.0.1:1"  # constructing connects to nothing
+  resolver = tf.compat.v1.distribute.cluster_resolver.TPUClusterResolver(
+      address)
+  config = NerConfig(output_dir=str(tmp_path / "out"), use_tpu=True,
+                     tpu_name=address)
+  vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+  estimator = estimator_lib.make_estimator(
+      config, bert_config_file, ["O", "B-X"], vocab, num_train_steps=10,
+      tpu=resolver)
+  assert isinstance(estimator, tf.compat.v1.estimator.tpu.TPUEstimator)
+  assert estimator.config.cluster is resolver
+  assert estimator.config.master == address
