@@ -8,6 +8,7 @@ import pytest
 
 from tests.import_checks import assert_imports_without_tensorflow
 from serving.client import client
+from serving.client import request_codec
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "张", "三", "去", "北",
          "京", "ok", "##s"]
@@ -73,6 +74,28 @@ def test_client_batches_windows_and_needs_assets(tmp_path):
   text_client = client.NerClient(signature="predict_text", batch_size=4,
                                  transport=RecordingTransport())
   assert text_client.predict(["北京", "", "张 三"]) == [[], [], []]
+
+
+def test_predict_text_requests_fit_the_servers_character_bound():
+  """The server admits max(rows x positions, max_text_chars) characters."""
+  transport = RecordingTransport()
+  text_client = client.NerClient(signature="predict_text", batch_size=32,
+                                 transport=transport)
+  records = text_client.predict_records(["张" * 3000] * 5 + ["北京"] * 3)
+  assert [len(record["tags"]) for record in records] == [3000] * 5 + [2] * 3
+  # 8192 characters per request at most: 2 + 2 + 1 long texts (+ 3 short).
+  assert transport.batch_sizes == [2, 2, 4]
+
+
+@pytest.mark.parametrize("texts,batch_size,max_characters,expected", [
+    (["ab", "cde", "f"], 10, 5, [["ab", "cde"], ["f"]]),
+    (["abcdef", "g"], 10, 5, [["abcdef"], ["g"]]),
+    (list("abcde"), 2, 100, [["a", "b"], ["c", "d"], ["e"]]),
+    ([], 3, 5, []),
+])
+def test_text_batches(texts, batch_size, max_characters, expected):
+  assert request_codec.text_batches(texts, batch_size,
+                                    max_characters) == expected
 
 
 def test_doc_stride_defaults_to_half_the_window(tmp_path):

@@ -155,5 +155,5 @@ def test_messages_over_4_mib_are_received(channel):
     stub.Predict(request, timeout=TIMEOUT_S)
   assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
   assert error.value.details() == (
-      "Input input_ids has 20000 rows; this server takes at most 64 per "
+      "Input input_ids has 20000 rows; this server takes at most 32 per "
       "request (--max_batch_rows). Send smaller batches.")

@@ -196,7 +196,7 @@ class NerClient:
     with_context = self._check_context(len(texts), context, as_document)
     if self.signature == schema.PREDICT_TEXT_SIGNATURE:
       records = []
-      for chunk in request_codec.batches(texts, self.batch_size):
+      for chunk in request_codec.text_batches(texts, self.batch_size):
         outputs = self._transport.predict(self.signature,
                                           request_codec.text_inputs(chunk))
         records.extend(request_codec.records_from_text_outputs(chunk,

@@ -284,6 +284,33 @@ def entities_from_record(record: Mapping[str, Any]) -> List[Dict[str, Any]]:
            "score": entity["score"]} for entity in record["entities"]]
 
 
+# Most predict_text characters the client puts in one request: the default
+# max_text_chars, which the development server always admits (its bound is
+# the larger of --max_batch_rows x max_position_embeddings and
+# max_text_chars, `serving.server.request_bounds`).
+MAX_TEXT_CHARACTERS_PER_REQUEST = 8192
+
+
+def text_batches(texts: Sequence[str], batch_size: int,
+                 max_characters: int = MAX_TEXT_CHARACTERS_PER_REQUEST
+                 ) -> List[Sequence[str]]:
+  """Consecutive slices of at most `batch_size` texts and `max_characters`
+  characters in all (a longer text goes alone).
+
+  Example: (["ab", "cde", "f"], 10, 5) -> [["ab", "cde"], ["f"]].
+  """
+  chunks, start, characters = [], 0, 0
+  for index, text in enumerate(texts):
+    if index > start and (index - start >= batch_size
+                          or characters + len(text) > max_characters):
+      chunks.append(texts[start:index])
+      start, characters = index, 0
+    characters += len(text)
+  if start < len(texts):
+    chunks.append(texts[start:])
+  return chunks
+
+
 def batches(items: Sequence[_Item], batch_size: int) -> List[Sequence[_Item]]:
   """Consecutive slices of at most `batch_size` items.
 

@@ -23,6 +23,8 @@ from trainer import schema
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
+# Word indices are cast to int32 after the int64 parse.
+_INT32_LIMIT = 2 ** 31
 
 
 def model_limits(bert_config: modeling.BertConfig) -> Dict[str, int]:
@@ -71,13 +73,15 @@ def checked(tensor: tf.Tensor, checks: Sequence[tf.Operation]) -> tf.Tensor:
 
 
 def _range_check(key: str, values: tf.Tensor, limit: int,
-                 allowed: str) -> tf.Operation:
-  """Fails unless every value of `values` (int [B, T]) is in [0, limit).
+                 allowed: str, low: int = 0) -> tf.Operation:
+  """Fails unless every value of `values` (int [B, T]) is in [low, limit).
 
   The message names the first bad value (row-major), its row and position,
   and how many there are.
   """
-  bad = tf.logical_or(values < 0, values >= limit)
+  bad = values < low
+  if limit <= values.dtype.max:  # else every value of the dtype is below it
+    bad = tf.logical_or(bad, values >= limit)
 
   def explain():
     first = tf.cast(tf.where(bad)[0], tf.int32)
@@ -103,6 +107,32 @@ def _shape_check(key: str, values: tf.Tensor,
       f"check_{key}_shape")
 
 
+def _word_position_checks(word_positions: tf.Tensor,
+                          ids: tf.Tensor) -> Sequence[tf.Operation]:
+  """`word_positions` (int [B, W]) fits input_ids (int [B, T]).
+
+  W is T (one word index per id) or 0 (no example sent any: the graph derives
+  word starts from the ids); each value is -1 (no word starts here) or the
+  index of the word starting here in its sentence (which may exceed T in a
+  later window), an int32.
+  """
+  positions = tf.shape(ids)[1]
+  width = tf.shape(word_positions)[1]
+  return [
+      graph_check(
+          tf.logical_or(tf.equal(width, 0), tf.equal(width, positions)),
+          lambda: tf.strings.format(
+              f"{schema.WORD_POSITIONS} has {{}} entries but "
+              f"{schema.INPUT_IDS} has {{}} positions; send one word "
+              f"position per id (-1 where no word starts), or none",
+              (width, positions)),
+          f"check_{schema.WORD_POSITIONS}_shape"),
+      _range_check(schema.WORD_POSITIONS, word_positions, _INT32_LIMIT,
+                   f"{schema.NO_WORD} (no word starts) or a word index in "
+                   f"[0, {_INT32_LIMIT})", low=schema.NO_WORD),
+  ]
+
+
 def checked_model_inputs(features: Mapping[str, tf.Tensor],
                          bert_config: modeling.BertConfig
                          ) -> Dict[str, tf.Tensor]:
@@ -117,8 +147,9 @@ def checked_model_inputs(features: Mapping[str, tf.Tensor],
   those its outputs are bit for bit the unchecked graph's.
 
   Args:
-    features: input_ids, input_mask, segment_ids: int32 or int64 [B, T]
-      (other keys are passed through).
+    features: input_ids, input_mask, segment_ids: int32 or int64 [B, T],
+      and optionally word_positions [B, T] (or [B, 0]: none sent; see
+      `_word_position_checks`). Other keys are passed through.
     bert_config: gives vocab_size, type_vocab_size, max_position_embeddings.
 
   Returns:
@@ -152,6 +183,8 @@ def checked_model_inputs(features: Mapping[str, tf.Tensor],
               tf.shape(ids)[1]),
           "check_positions"),
   ]
-  return {key: (checked(value, checks)
-                if key in schema.MODEL_INPUT_KEYS else value)
+  if schema.WORD_POSITIONS in features:
+    checks += _word_position_checks(features[schema.WORD_POSITIONS], ids)
+  gated = schema.MODEL_INPUT_KEYS + (schema.WORD_POSITIONS,)
+  return {key: (checked(value, checks) if key in gated else value)
           for key, value in features.items()}
