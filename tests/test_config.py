@@ -42,7 +42,14 @@ def _config(tmp_path, **settings):
 
 
 def test_defaults_validate(tmp_path):
-  _config(tmp_path).validate()
+  config = _config(tmp_path)
+  before = dataclasses.asdict(config)
+  assert config.validate() is None
+  # validate() only checks: it changes no field and writes nothing.
+  assert dataclasses.asdict(config) == before
+  assert not os.path.exists(config.output_dir)
+  # With neither data nor model given, the run is the embedded default.
+  assert config_lib.uses_embedded_default(config)
 
 
 def test_max_seq_length_above_the_built_in_tiny_model(tmp_path):
@@ -76,12 +83,25 @@ def test_vocab_larger_than_bert_config_vocab_size(tmp_path, model):
       r"embedding\. Pass the vocab\.txt that came with the checkpoint\.$")
 
 
-def test_vocab_smaller_than_vocab_size_is_fine(tmp_path, model):
+@pytest.mark.parametrize("vocab_size, refused", [
+    (100, False), (len(VOCAB), False), (len(VOCAB) - 1, True)])
+def test_vocab_smaller_than_vocab_size_is_fine(tmp_path, model, vocab_size,
+                                              refused):
+  # The bound is exact: a vocab_size of at least the 7 pieces passes, one
+  # less leaves the last piece without an embedding.
   bert_config, vocab = model
   with open(bert_config, "w", encoding="utf-8") as writer:
-    json.dump({"max_position_embeddings": 64, "vocab_size": 100}, writer)
-  _config(tmp_path, bert_config_file=bert_config, vocab_file=vocab,
-          max_seq_length=32, doc_stride=8).validate()
+    json.dump({"max_position_embeddings": 64, "vocab_size": vocab_size},
+              writer)
+  config = _config(tmp_path, bert_config_file=bert_config, vocab_file=vocab,
+                   max_seq_length=32, doc_stride=8)
+  if refused:
+    with pytest.raises(UserError, match=(
+        r"has vocab_size 6 but --vocab_file=.*vocab\.txt holds 7 pieces: "
+        r"ids from 6 on have no embedding\.")):
+      config.validate()
+  else:
+    assert config.validate() is None
 
 
 def test_stale_from_scratch_config_in_output_dir_is_checked(tmp_path, model):

@@ -92,8 +92,10 @@ def test_reads_the_real_file_or_nothing(tmp_path):
   path.write_text(COOPER_LAKE, encoding="utf-8")
   assert cpu_features.read_cpuinfo(str(path)) == COOPER_LAKE
   assert cpu_features.read_cpuinfo(str(tmp_path / "missing")) == ""
-  # This machine's own answer is a bool either way.
-  assert isinstance(cpu_features.has_fast_bf16(), bool)
+  # Without arguments the answer is this machine's own /proc/cpuinfo's.
+  own_flags = cpu_features.cpu_flags(cpu_features.read_cpuinfo())
+  assert cpu_features.has_fast_bf16() is (
+      "avx512_bf16" in own_flags or {"amx_bf16", "amx_tile"} <= own_flags)
 
 
 def test_does_not_import_tensorflow():
@@ -131,10 +133,24 @@ def test_use_bf16_is_cpu_only(monkeypatch, fields):
     _validate_bf16(monkeypatch, SAPPHIRE_RAPIDS, **fields)
 
 
-@pytest.mark.parametrize("cpuinfo", [SAPPHIRE_RAPIDS, COOPER_LAKE])
+@pytest.mark.parametrize("cpuinfo, bf16_flags", [
+    (SAPPHIRE_RAPIDS, ("avx512_bf16", "amx_bf16")),
+    (COOPER_LAKE, ("avx512_bf16",)),
+])
 def test_use_bf16_accepted_with_avx512_bf16_or_amx_and_onednn(monkeypatch,
-                                                              cpuinfo):
-  _validate_bf16(monkeypatch, cpuinfo)  # raises nothing
+                                                              cpuinfo,
+                                                              bf16_flags):
+  from trainer.errors import UserError
+  _validate_bf16(monkeypatch, cpuinfo)  # accepted: raises nothing
+  # The same machine without its bfloat16 flags is refused, so the check
+  # above passed because of those flags, not because nothing was checked.
+  without = cpuinfo
+  for flag in bf16_flags:
+    without = without.replace(" " + flag, "")
+  assert cpu_features.has_fast_bf16(cpu_features.cpu_flags(without)) is False
+  with pytest.raises(UserError) as raised:
+    _validate_bf16(monkeypatch, without)
+  assert str(raised.value) == cpu_features.bf16_support_error(without)
 
 
 @pytest.mark.parametrize("environ, machine, expected", [
