@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import types
 
 import pytest
 import tensorflow as tf
@@ -185,20 +186,41 @@ def test_another_labels_file_is_refused_naming_it(run):  # pylint: disable=redef
 
 
 def test_resuming_on_other_training_data_is_refused(run):  # pylint: disable=redefined-outer-name
-  train = os.path.join(run["files"]["data_dir"], "train.txt")
+  train = os.path.join(run["files"]["data_dir"], "train.txt")  # a copy
+  with open(train, encoding="utf-8") as reader:
+    text = reader.read()
   with open(train, "a", encoding="utf-8") as writer:
     writer.write("\nParis B-LOC\n")
   with pytest.raises(UserError) as refused:
     train_lib.run(run["config"](do_train=True, num_train_steps=6))
   checkpoint = tf.train.latest_checkpoint(run["out"])
-  assert str(refused.value).startswith(
-      f"{train} is not the training data the checkpoints in {run['out']} "
-      "were trained on (recorded: ")
-  assert str(refused.value).endswith(
-      "resuming would go on with other data. Restore the file, or train in "
-      f"a new --output_dir (with --init_checkpoint={checkpoint} to start "
-      "from this model).")
   assert checkpoint.endswith("model.ckpt-3")
+  recorded = manifest.read(run["out"])["train_data"][0]["path"]
+  assert recorded != train
+  assert str(refused.value) == (
+      f"{train} is not the training data the checkpoints in {run['out']} "
+      f"were trained on (recorded: {recorded}; "
+      f"{run['out']}/run_manifest.json): resuming would go on "
+      "with other data. Restore the file, or train in a new --output_dir "
+      f"(with --init_checkpoint={checkpoint} to start from this model).")
+  # The trained data under another path is the trained data.
+  with open(train, "w", encoding="utf-8") as writer:
+    writer.write(text)
+  assert train_lib.run(run["config"](do_train=True, num_train_steps=6))[
+      "train_steps"] == 6
+
+
+def test_a_changed_training_file_is_named_with_both_checksums(run):  # pylint: disable=redefined-outer-name
+  train = os.path.join(run["files"]["data_dir"], "train.txt")
+  recorded = dict(manifest.read(run["out"]),
+                  train_data=[{"path": train, "sha256": "9" * 64}])
+  inputs = types.SimpleNamespace(files={"train": train})
+  with pytest.raises(UserError) as refused:
+    manifest._check_train_data(inputs, recorded, run["out"])  # pylint: disable=protected-access
+  assert str(refused.value).startswith(
+      f"{train} changed since the checkpoints in {run['out']} were trained on "
+      f"it (SHA-256 now {_sha256(train)[:12]}..., then 999999999999...; "
+      f"{run['out']}/run_manifest.json): resuming would go on with other data.")
 
 
 def test_resuming_on_the_same_files_keeps_the_manifest(run):  # pylint: disable=redefined-outer-name

@@ -221,14 +221,21 @@ def _check_train_data(inputs: Any, manifest: dict[str, Any],
                       where: str) -> None:
   trained = {entry["sha256"]: entry["path"] for entry in manifest["train_data"]}
   for path in train_data_files(inputs):
-    if cache_files.file_sha256(path) not in trained:
-      raise UserError(
-          f"{path} is not the training data the checkpoints in {where} were "
-          f"trained on (recorded: {', '.join(trained.values())}, in "
-          f"{manifest_path(where)}); resuming would go on with other data. "
-          f"Restore the file, or train in a new --output_dir (with "
-          f"--init_checkpoint={tf.train.latest_checkpoint(where)} to start "
-          "from this model).")
+    found = cache_files.file_sha256(path)
+    if found in trained:
+      continue
+    then = [entry["sha256"] for entry in manifest["train_data"]
+            if entry["path"] == path]
+    what = (f"{path} changed since the checkpoints in {where} were trained "
+            f"on it (SHA-256 now {found[:12]}..., then {then[0][:12]}...; "
+            if then else
+            f"{path} is not the training data the checkpoints in {where} were "
+            f"trained on (recorded: {', '.join(trained.values())}; ")
+    raise UserError(
+        f"{what}{manifest_path(where)}): resuming would go on with other "
+        "data. Restore the file, or train in a new --output_dir (with "
+        f"--init_checkpoint={tf.train.latest_checkpoint(where)} to start "
+        "from this model).")
 
 
 def check(config: Any, inputs: Any, resuming_training: bool) -> bool:
