@@ -210,7 +210,10 @@ def replica_mean_loss(loss: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   the replicas' spec losses for its "loss = ..." log line and the loss
   summary, so two workers logged twice the real loss. Each replica's spec
   loss is divided by the number of replicas, so the sum is the mean over
-  replicas; the progress log gets the mean itself (an all-reduce).
+  replicas; the progress log gets the mean itself (an all-reduce, which the
+  caller must make part of every replica's train op: the Estimator runs the
+  first replica's hooks only, and a collective that one replica never joins
+  blocks the step).
 
   Example: two replicas with losses 1.8 and 1.6 -> spec losses 0.9 and 0.8
   (the Estimator logs 1.7), and both progress hooks see 1.7.
@@ -293,6 +296,10 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
       if not use_tpu:  # summaries on a TPU need a host_call
         tf1.summary.scalar("learning_rate", lr)
       logged_loss, spec_loss = replica_mean_loss(loss)
+      if logged_loss is not loss:
+        # Every replica runs its part of the mean's all-reduce in each step;
+        # the progress hook fetches only the first replica's.
+        train_op = tf.group(train_op, logged_loss)
       hooks = [hooks_lib.ProgressHook(
           logged_loss, num_train_steps,
           (params or {}).get("train_batch_size", 0))]
