@@ -249,3 +249,23 @@ def test_docker_compose_publishes_on_loopback_only():
     compose = f.read()
   published = re.findall(r'^\s*-\s*"([^"]+:\d+)"', compose, re.MULTILINE)
   assert published == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
+
+
+def test_the_new_flags_reach_the_server(tmp_path):
+  from serving.server import local_server  # pylint: disable=g-import-not-at-top
+  args = local_server.parse_args(["--model_base_path=/m"])
+  assert (args.max_batch_rows, args.rest_request_timeout_seconds,
+          args.rest_max_connections_per_client, args.rest_allowed_hosts) == (
+              32, 30.0, 16, "")
+  for flag in ("--max_batch_rows=0", "--rest_request_timeout_seconds=0",
+               "--rest_max_connections_per_client=-1"):
+    with pytest.raises(SystemExit):
+      local_server.parse_args(["--model_base_path=/m", flag])
+  with local_server.LocalModelServer(
+      "ner", str(tmp_path), max_batch_rows=5,
+      rest_allowed_hosts=["ner.internal"]) as server:
+    assert server.manager.max_batch_rows == 5
+    assert _request(server.rest_port, "GET", "/v1/models/ner", headers={
+        "Host": "ner.internal"})[0] == 404  # allowed; no version yet
+    assert _request(server.rest_port, "GET", "/v1/models/ner", headers={
+        "Host": "other.internal"})[0] == 403

@@ -10,7 +10,11 @@ served version's folder is deleted. `LoadedVersion.predict` checks every
 request against the signature (names, dtypes, ranks, batch sizes, lengths:
 `serving.server.input_checks`) and raises `ServingError`s carrying the gRPC
 status code that TF Serving would answer with; `serving.server.grpc_service` and
-`serving.server.rest_api` turn them into gRPC aborts and HTTP errors.
+`serving.server.rest_api` turn them into gRPC aborts and HTTP errors. Sizes are
+checked first, from what the request declares (`request_bounds`). A version
+that fails to load is reported and retried with backoff, only plain decimal
+folders are versions (`version_loading`), and a version no longer served has
+its session closed once its last request ends.
 """
 
 import functools
@@ -206,7 +210,7 @@ class LoadedVersion:
       close = self._retired and not self._users and not self.closed
       self.closed = self.closed or close
     if close:
-      self.model.close()
+      self._close_session()
 
   def retire(self) -> None:
     """Unloads: closes the session now, or when its last request ends."""
@@ -215,8 +219,11 @@ class LoadedVersion:
       close = not self._users and not self.closed
       self.closed = self.closed or close
     if close:
-      self.model.close()
-      _LOG.info("Unloaded version %d (session closed).", self.version)
+      self._close_session()
+
+  def _close_session(self) -> None:
+    self.model.close()
+    _LOG.info("Unloaded version %d (its session is closed).", self.version)
 
 
 class ModelManager:
