@@ -8,12 +8,14 @@ import pytest
 from trainer.run import train_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONLL_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003")
+CONLL_DIR = os.path.normpath(
+    os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.isdir(CONLL_DIR),
-                       reason="../shared/data/conll2003 is not present"),
+                       reason=f"needs CoNLL-2003 in {CONLL_DIR} (research "
+                       "licence, never committed); it is absent here"),
 ]
 
 

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from seqeval import metrics as seqeval_metrics
 import tensorflow as tf
 
 from tests.pipeline_fixtures import assert_served_like_predict
@@ -38,9 +39,23 @@ def test_train_eval_predict_export_and_serve(workspace):
               "entity_PER_f1", "entity_LOC_f1", "entity_ORG_f1",
               "token_accuracy", "global_step"):
     assert key in eval_results, key
-  assert 0.0 <= eval_results["entity_f1"] <= 1.0
+  # The in-graph metrics are seqeval's over the dev predictions the run
+  # wrote (gold and predicted tag strings, eval_predictions.conll).
+  with open(os.path.join(out, schema.EVAL_PREDICTIONS_CONLL_FILENAME),
+            encoding="utf-8") as reader:
+    rows = [[line.split() for line in block.split("\n")]
+            for block in reader.read().strip().split("\n\n")]
+  gold = [[columns[1] for columns in block] for block in rows]
+  predicted = [[columns[2] for columns in block] for block in rows]
+  assert [len(tags) for tags in gold] == [5, 19]
+  for key, score in (("entity_f1", seqeval_metrics.f1_score),
+                     ("entity_precision", seqeval_metrics.precision_score),
+                     ("entity_recall", seqeval_metrics.recall_score)):
+    assert eval_results[key] == pytest.approx(score(gold, predicted),
+                                              abs=1e-6), key
   with open(os.path.join(out, "eval_results.txt"), encoding="utf-8") as reader:
-    assert "entity_f1 = " in reader.read()
+    assert (f"entity_f1 = {eval_results['entity_f1']}"
+            in reader.read().split("\n"))
 
   # Every input token gets exactly one prediction.
   assert summary["predict"]["sentences"] == 3
@@ -369,7 +384,13 @@ def test_tpu_estimator_path_without_tpu(workspace):
       config, estimator_lib.DeviceOverrides(tpu_estimator=True))
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-4")
   assert summary["eval"]["global_step"] == 4
-  assert 0.0 <= summary["eval"]["entity_f1"] <= 1.0
+  # Eval batches padded to full ones score as the plain Estimator scores the
+  # same checkpoint: the padding windows count for nothing.
+  plain = train_lib.run(dataclasses.replace(
+      config, do_train=False, do_predict=False, do_export=False))["eval"]
+  for key in ("entity_f1", "entity_precision", "entity_recall",
+              "token_accuracy"):
+    assert summary["eval"][key] == pytest.approx(plain[key], abs=1e-6), key
   # 3 sentences in 4 windows padded to 2 full batches of 4: padding dropped.
   assert summary["predict"]["sentences"] == 3
   assert summary["predict"]["tokens"] == 30
