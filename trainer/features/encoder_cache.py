@@ -30,11 +30,9 @@ safely:
                                    two files above; written last, so a
                                    cache is complete iff it exists
 
-Before reuse (`load_or_build`) the .json must parse and both files must have
-their recorded size and SHA-256; a cache that fails (truncated, overwritten,
-unreadable) is removed and rebuilt with a warning naming the file. A build
-whose encoder outputs overflow float16 stops with an error instead of
-caching inf.
+Before reuse (`load_or_build`) both files must have their recorded size and
+SHA-256, else the cache is rebuilt with a warning naming the file. Encoder
+outputs beyond float16 stop the build (no inf is cached).
 
 Each file is written under a temporary name and renamed into place, the .json
 last. Two runs building the same cache at once both finish; the second to
@@ -161,8 +159,8 @@ def load_or_build(prefix: str, build_fn: Callable[[], dict[str, Any]]
                   ) -> tuple[dict[str, Any], bool]:
   """The verified cache at `prefix`, else `build_fn()`'s; returns (meta, reused).
 
-  A cache that fails `verified_meta` is removed (.json first, so it is then
-  absent) and rebuilt, with a warning naming the file and the reason.
+  A cache failing `verified_meta` is removed (.json first) and rebuilt, with
+  a warning naming the file and the reason.
   """
   meta, problem = verified_meta(prefix)
   if meta is not None:
