@@ -190,7 +190,7 @@ class NerConfig:
   iterations_per_loop: int = 1000    # steps per TPU host loop
   # Seconds each step of finding the TPU may take (name lookup, connecting,
   # listing its cores) before the run stops with an error.
-  tpu_timeout_seconds: int = 20
+  tpu_timeout_seconds: int = 15
   # Seconds a non-chief worker of a multi-worker job waits for the chief's
   # shared files (vocab, labels, training features) before it gives up.
   chief_wait_seconds: int = 600

@@ -155,7 +155,7 @@ def _tpu_cores(master: str, timeout_seconds: float) -> tuple[int, list[str]]:
   where = f"--tpu_name={master}" if master else f"--tpu_name={LOCAL}"
   try:
     # The session's own deadline first; the thread's a little later.
-    devices = call_with_timeout(list_devices, timeout_seconds + 5)
+    devices = call_with_timeout(list_devices, timeout_seconds + 1)
   except (_NoAnswer, tf.errors.DeadlineExceededError):
     raise UserError(
         f"{where}: did not list its devices within --tpu_timeout_seconds="
