@@ -22,9 +22,12 @@ thread, where every bench script calls these.
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import subprocess
-from typing import Any, Callable, Iterator, Sequence
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence, Tuple
 
 
 def _exit_on_sigterm(signum, unused_frame):
@@ -72,3 +75,58 @@ def run_in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
   with sigterm_as_system_exit():
     with multiprocessing.get_context("spawn").Pool(1) as pool:
       return pool.apply(function, args)
+
+
+def tree_rss_bytes(pid: int) -> int:
+  """Resident memory of `pid` and all its descendants (Linux /proc), bytes.
+
+  Processes that end while being read count 0. Example: for a shell that
+  runs one 300 MB Python child -> about 300 MB plus the shell's few MB.
+  """
+  total, stack = 0, [pid]
+  while stack:
+    current = stack.pop()
+    try:
+      with open(f"/proc/{current}/status", encoding="ascii") as reader:
+        for line in reader:
+          if line.startswith("VmRSS:"):
+            total += int(line.split()[1]) * 1024
+      for task in os.listdir(f"/proc/{current}/task"):
+        with open(f"/proc/{current}/task/{task}/children",
+                  encoding="ascii") as reader:
+          stack += [int(child) for child in reader.read().split()]
+    except (OSError, ValueError):
+      continue
+  return total
+
+
+def run_child_with_peak_memory(command: Sequence[str], interval_s: float = 0.2
+                               ) -> Tuple[subprocess.CompletedProcess, int]:
+  """Runs `command` (stdout and stderr together, as text) like `run_child`,
+  sampling its process tree's memory every `interval_s` seconds.
+
+  Returns:
+    (the completed process, peak summed resident bytes of the tree): a
+    command that starts worker processes is measured with its workers.
+  """
+  with sigterm_as_system_exit():
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+
+    def sample():
+      while process.poll() is None:
+        peak[0] = max(peak[0], tree_rss_bytes(process.pid))
+        time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+      output, _ = process.communicate()
+    except BaseException:
+      process.kill()
+      process.wait()
+      raise
+    sampler.join()
+    return (subprocess.CompletedProcess(command, process.returncode, output,
+                                        None), peak[0])

@@ -589,3 +589,15 @@ def test_bf16_serving_token_agreement():
                                       [["O", "O"], ["B-LOC"]]) == 2 / 3
   with pytest.raises(ValueError):  # a sentence tagged at another length
     bf16_serving.token_agreement([["O", "O"]], [["O"]])
+
+
+def test_run_child_with_peak_memory_counts_the_childs_workers():
+  from bench import children  # pylint: disable=g-import-not-at-top
+  # A child that starts a grandchild holding 200 MB for a second.
+  code = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+          "\"import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * "
+          "len(b[::4096]); time.sleep(1.5); print('done')\"], check=True)")
+  completed, peak = children.run_child_with_peak_memory(
+      [sys.executable, "-c", code], interval_s=0.05)
+  assert completed.returncode == 0 and completed.stdout == "done\n"
+  assert 200 * 2**20 < peak < 400 * 2**20
