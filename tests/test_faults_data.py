@@ -123,6 +123,11 @@ def test_rerun_on_new_data_warns_about_unknown_tokens(tmp_path, caplog):
                   do_train=True, num_train_steps=1, max_seq_length=16,
                   doc_stride=4, train_batch_size=2, eval_batch_size=2)
   train_lib.run(train_lib.NerConfig(**settings))
+  # New data on a trained folder is refused (run manifest); without its
+  # checkpoints the folder trains afresh, reusing its vocab.
+  for name in os.listdir(tmp_path / "out"):
+    if name.startswith(("model.ckpt", "checkpoint")):
+      os.remove(tmp_path / "out" / name)
   write_text(data / "train.txt", "李 B-PER\n四 I-PER\n在 O\n\n张 B-PER\n\n")
   with caplog.at_level(logging.WARNING):
     train_lib.run(train_lib.NerConfig(**dict(settings, num_train_steps=2)))

@@ -67,7 +67,8 @@ def test_constructor_writes_nothing_prepare_writes_the_run_files(
   assert inputs.prepare() is inputs
   out = config.output_dir
   assert sorted(os.listdir(out)) == ["bert_config.json", "cache",
-                                     "labels.txt", "vocab.txt"]
+                                     "labels.txt", "run_manifest.json",
+                                     "vocab.txt"]
   assert inputs.labels == ["O", "B-LOC", "B-PER"]
   with open(os.path.join(out, "labels.txt"), encoding="utf-8") as reader:
     assert reader.read() == "O\nB-LOC\nB-PER\n"

@@ -73,7 +73,7 @@ def test_train_eval_predict_export_and_serve(workspace):
   export_dir = summary["export"]
   assert export_dir == os.path.join(out, "export", "1")
   assert sorted(os.listdir(os.path.join(export_dir, "assets"))) == [
-      "labels.txt", "vocab.txt"]
+      "labels.txt", "run_manifest.json", "vocab.txt"]
   with open(os.path.join(export_dir, "assets.extra", "ner_config.json"),
             encoding="utf-8") as reader:
     assert json.load(reader)["max_seq_length"] == 10
