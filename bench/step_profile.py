@@ -118,8 +118,11 @@ def traced_nodes(run_metadata) -> List[Tuple[str, str, float]]:
 
 
 def profile(config_name: str, batch: int, length: int, runs: int,
-            warmup: int = 3) -> Dict:
-  """Times `runs` training steps and traces one; returns a JSON-able dict."""
+            warmup: int = 3, precision: str = "float32") -> Dict:
+  """Times `runs` training steps and traces one; returns a JSON-able dict.
+
+  `precision` "bfloat16" builds the encoder's products as `--use_bf16` does.
+  """
   import numpy as np
   import tensorflow as tf
   from trainer.model import fused_ops
@@ -128,7 +131,7 @@ def profile(config_name: str, batch: int, length: int, runs: int,
   tf1 = tf.compat.v1
   tf1.disable_eager_execution()
   cpu_features.prefer_onednn()  # as train_lib.run does
-  fused_ops.install()
+  fused_ops.install(compute_dtype=tf.as_dtype(precision))
   bert_config = modeling.BertConfig(**CONFIGS[config_name])
   rng = np.random.RandomState(0)
   with tf.Graph().as_default():
@@ -155,7 +158,7 @@ def profile(config_name: str, batch: int, length: int, runs: int,
           tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE)))
   nodes = traced_nodes(metadata)
   return dict(shares(nodes), config=config_name, batch=batch, length=length,
-              runs=runs, step_seconds=round(float(np.median(seconds)), 4),
+              precision=precision, runs=runs, step_seconds=round(float(np.median(seconds)), 4),
               traced_nodes=len(nodes),
               onednn=os.environ.get(cpu_features.ONEDNN_ENV),
               cpu=cpu_features.cpu_model_name(),
@@ -181,12 +184,17 @@ def main(argv=None):
   parser.add_argument("--length", type=int, default=64)
   parser.add_argument("--runs", type=int, default=5,
                       help="timed steps (median reported), >= 1.")
+  parser.add_argument("--precision", choices=("float32", "bfloat16"),
+                      default="float32",
+                      help="the encoder's compute dtype (bfloat16: as "
+                      "--use_bf16 trains).")
   parser.add_argument("--output", default=os.path.join(
       REPO_ROOT, "bench", "results", "step_profile.json"))
   args = parser.parse_args(argv)
   if min(args.batch, args.length, args.runs) < 1:
     parser.error("--batch, --length and --runs must be >= 1.")
-  result = profile(args.config, args.batch, args.length, args.runs)
+  result = profile(args.config, args.batch, args.length, args.runs,
+                   precision=args.precision)
   result["command"] = " ".join(["python -m bench.step_profile"] +
                                list(sys.argv[1:] if argv is None else argv))
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
