@@ -162,3 +162,37 @@ def test_missing_export_and_unmatched_input_are_errors(model, tmp_path,
       f"error: --input={pattern} matches no file; give a path or a pattern "
       "such as 'data/*.jsonl' (quoted).\n")
   assert not glob.glob(str(tmp_path / "o*"))
+
+
+@pytest.mark.parametrize("flags, cores, expected", [
+    ([], 2, None),
+    (["--direct_num_workers", "2", "--direct_running_mode",
+      "multi_processing"], 2, 1),
+    (["--direct_num_workers", "2", "--direct_running_mode",
+      "multi_processing"], 8, 4),
+    (["--direct_num_workers", "3", "--direct_running_mode",
+      "multi_processing"], 2, 1),
+    (["--direct_num_workers", "2", "--direct_running_mode",
+      "multi_threading"], 2, None),
+    (["--runner", "DataflowRunner"], 2, None),
+    (["--model_threads", "3", "--direct_num_workers", "2"], 2, 3),
+])
+def test_model_threads_share_the_cores_between_worker_processes(
+    flags, cores, expected):
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  args, beam_args = pipeline.parse_args(
+      ["--export_dir", "e", "--input", "i", "--output", "o"] + flags)
+  assert pipeline.model_threads(args, PipelineOptions(beam_args),
+                                cores) == expected
+
+
+def test_batch_order_does_not_change_a_records_tags(model, client):
+  from serving.batch import records as records_lib  # pylint: disable=g-import-not-at-top
+  batch = [records_lib.SourceRecord("f", i + 1, {"text": text}, text=text)
+           for i, text in enumerate(TEXTS)]
+  forward = pipeline.tag_records(client, batch)
+  backward = pipeline.tag_records(client, batch[::-1])[::-1]
+  assert [o["source"]["line"] for o in forward] == list(
+      range(1, len(TEXTS) + 1))
+  assert [[e["type"] for e in o["entities"]] for o in forward] == [
+      [e["type"] for e in o["entities"]] for o in backward]

@@ -27,6 +27,7 @@ entities) are Beam metrics; `run` prints them at the end.
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -96,17 +97,31 @@ def _conll_sentence(record: records_lib.SourceRecord
       text=" ".join(record.words), char_spans=tuple(spans))
 
 
+def _record_length(item: Tuple[int, records_lib.SourceRecord]) -> int:
+  """Characters (text) or tokens (CoNLL) of an (index, record) pair; 0 for
+  a text that is not a string, which the client then refuses."""
+  record = item[1]
+  if record.words is not None:
+    return len(record.words)
+  return len(record.text) if isinstance(record.text, str) else 0
+
+
 def tag_records(client: NerClient, batch: Sequence[records_lib.SourceRecord]
                 ) -> List[Dict[str, Any]]:
   """Output records for `batch`, in order (raises if any record fails).
 
   Texts go through `client.predict_records` (the client's word splitting,
   windowing and merging); CoNLL tokens through `records_for_sentences`.
+  Each record's windows are its own, so the order records are sent in does
+  not change their tags.
   """
-  texts = [(index, record) for index, record in enumerate(batch)
-           if record.words is None]
-  token_records = [(index, record) for index, record in enumerate(batch)
-                   if record.words is not None]
+  # Shortest first, so the client's model calls pad little (as
+  # --do_predict's length buckets do); outputs go back in batch order.
+  texts = sorted(((index, record) for index, record in enumerate(batch)
+                  if record.words is None), key=_record_length)
+  token_records = sorted(((index, record) for index, record in
+                          enumerate(batch) if record.words is not None),
+                         key=_record_length)
   outputs: List[Optional[Dict[str, Any]]] = [None] * len(batch)
   if texts:
     for (index, record), result in zip(texts, client.predict_records(
@@ -144,13 +159,17 @@ class NerModelHandler(inference_base.ModelHandler):
     export_dir: local path or gs:// of the export.
     batch_size: windows per model call (the client's `batch_size`).
     min_batch_size, max_batch_size: records per RunInference batch.
+    intra_op_threads: threads of each TensorFlow op in a worker process;
+      None: TensorFlow's default (all cores).
   """
 
   def __init__(self, export_dir: str, batch_size: int = 32,
                min_batch_size: int = DEFAULT_MIN_BATCH,
-               max_batch_size: int = DEFAULT_MAX_BATCH):
+               max_batch_size: int = DEFAULT_MAX_BATCH,
+               intra_op_threads: Optional[int] = None):
     super().__init__()
     self._export_dir = export_dir
+    self._intra_op_threads = intra_op_threads
     self._batch_size = batch_size
     self._batch_bounds = (min_batch_size, max_batch_size)
 
@@ -160,9 +179,12 @@ class NerModelHandler(inference_base.ModelHandler):
     from serving.client import transports  # pylint: disable=g-import-not-at-top
     from trainer.export import export_versions  # pylint: disable=g-import-not-at-top
     version_dir = export_versions.latest_version_dir(self._export_dir)
-    logging.info("Loading the NER model %s", version_dir)
+    logging.info("Loading the NER model %s (%s threads per op)", version_dir,
+                 self._intra_op_threads or "all")
     return NerClient(export_dir=version_dir, batch_size=self._batch_size,
-                     transport=transports.SavedModelTransport(version_dir))
+                     transport=transports.SavedModelTransport(
+                         version_dir,
+                         intra_op_threads=self._intra_op_threads))
 
   def run_inference(self, batch: Sequence[records_lib.SourceRecord],
                     model: NerClient,
@@ -214,8 +236,35 @@ def _json_line(value: Dict[str, Any]) -> str:
   return json.dumps(value, ensure_ascii=False)
 
 
-def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
-  """Adds the tagging steps for `args` (see `parse_args`) to `pipeline`."""
+def model_threads(args: argparse.Namespace, options: PipelineOptions,
+                  cores: Optional[int] = None) -> Optional[int]:
+  """Threads per TensorFlow op in each worker process.
+
+  `--model_threads` N > 0 is used as is. 0 (default) shares this machine's
+  cores between the DirectRunner's worker processes in multi_processing
+  mode (cores // workers, at least 1); elsewhere (one process, or a runner
+  whose workers are machines of their own) it is None: TensorFlow's
+  default, all cores.
+
+  Example: 2 cores, --direct_num_workers 2, multi_processing -> 1.
+  """
+  if args.model_threads > 0:
+    return args.model_threads
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=g-import-not-at-top
+  direct = options.view_as(DirectOptions)
+  runner = options.view_as(StandardOptions).runner or "DirectRunner"
+  workers = direct.direct_num_workers or 1
+  if (runner in ("DirectRunner", "direct") and workers > 1 and
+      direct.direct_running_mode == "multi_processing"):
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+  return None
+
+
+def build(pipeline: beam.Pipeline, args: argparse.Namespace,
+          intra_op_threads: Optional[int] = None) -> None:
+  """Adds the tagging steps for `args` (see `parse_args`) to `pipeline`;
+  `intra_op_threads`: see `model_threads`."""
   read = (pipeline
           | "MatchFiles" >> fileio.MatchFiles(
               args.input, empty_match_treatment=fileio.EmptyMatchTreatment.
@@ -226,7 +275,8 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
                                         ).with_outputs(DEAD_LETTERS,
                                                        main="records"))
   handler = NerModelHandler(args.export_dir, args.batch_size,
-                            args.min_batch_records, args.max_batch_records)
+                            args.min_batch_records, args.max_batch_records,
+                            intra_op_threads)
   tagged = (read.records
             | "Reshuffle" >> beam.Reshuffle()
             | "RunInference" >> inference_base.RunInference(handler)
@@ -271,6 +321,11 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
                       help="longer texts go to the dead letters (>= 1).")
   parser.add_argument("--batch_size", type=int, default=32,
                       help="windows per model call (>= 1).")
+  parser.add_argument("--model_threads", type=int, default=0,
+                      help="threads of each TensorFlow op per worker "
+                      "process; 0: cores / --direct_num_workers on the "
+                      "DirectRunner in multi_processing mode, else all "
+                      "cores.")
   parser.add_argument("--min_batch_records", type=int,
                       default=DEFAULT_MIN_BATCH,
                       help="records RunInference batches at least (>= 1).")
@@ -281,6 +336,9 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
   if min(args.max_text_chars, args.batch_size, args.min_batch_records) < 1:
     parser.error("--max_text_chars, --batch_size and --min_batch_records "
                  "must be >= 1.")
+  if args.model_threads < 0:
+    parser.error(f"--model_threads={args.model_threads}: use 0 (automatic) "
+                 "or a positive count.")
   if args.max_batch_records < args.min_batch_records:
     parser.error(f"--max_batch_records={args.max_batch_records} is below "
                  f"--min_batch_records={args.min_batch_records}.")
@@ -336,8 +394,9 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
   files = check_input(args.input)
   logging.info("Tagging %d file(s) matching %s", files, args.input)
   options = PipelineOptions(beam_args)
+  threads = model_threads(args, options)
   with beam.Pipeline(options=options) as pipeline:
-    build(pipeline, args)
+    build(pipeline, args, threads)
   found = counters(pipeline.result)
   print(f"{found['records_read']} records read, {found['records_tagged']} "
         f"tagged ({found['entities']} entities), "

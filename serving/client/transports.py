@@ -260,20 +260,27 @@ class SavedModelTransport:
     export_dir: an export base (its highest version is loaded) or a version.
     thread_mode: "throughput" (default; TensorFlow's thread pools, for
       batches) or "latency" (for single sentences); see `thread_settings`.
+    mixed_precision: None, or "bfloat16" (the session's rewrite).
+    intra_op_threads: threads of each op, overriding the thread mode's
+      (0: all cores), e.g. 1 in each of several worker processes.
   """
 
   def __init__(self, export_dir: str,
                thread_mode: str = saved_model_session.THROUGHPUT,
-               mixed_precision: Optional[str] = None):
+               mixed_precision: Optional[str] = None,
+               intra_op_threads: Optional[int] = None):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._op_error = tf.errors.OpError
     # Canonical error code -> its gRPC status name (3 -> "INVALID_ARGUMENT").
     self._code_names = {value: name for name, value in vars(tf.errors).items()
                         if name.isupper() and isinstance(value, int)}
     self.thread_mode = thread_mode
+    intra, inter = saved_model_session.thread_settings(thread_mode)
+    if intra_op_threads is not None:
+      intra = intra_op_threads
     self._model = saved_model_session.SessionSavedModel(
-        export_versions.latest_version_dir(export_dir),
-        *saved_model_session.thread_settings(thread_mode), mixed_precision)
+        export_versions.latest_version_dir(export_dir), intra, inter,
+        mixed_precision)
 
   def predict(self, signature_name: str,
               inputs: Mapping[str, np.ndarray]) -> Arrays:
