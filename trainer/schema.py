@@ -153,6 +153,15 @@ RUN_CONFIG_FILENAME = "run_config.json"
 # Every record a reader accepted with a change (e.g. a dropped nested span).
 DATA_WARNINGS_FILENAME = "data_warnings.txt"
 CACHE_DIRNAME = "cache"
+# What the run's files were made from (hashes, labels, settings); checked by
+# every later phase (trainer.run.manifest) and copied into each export's
+# assets.
+RUN_MANIFEST_FILENAME = "run_manifest.json"
+# One writer per output folder (trainer.run.output_lock).
+OUTPUT_LOCK_FILENAME = ".output_dir.lock"
+# In CACHE_DIRNAME: what a multi-worker job's chief prepared, which the other
+# workers wait for (trainer.run.multi_worker).
+CHIEF_INPUTS_FILENAME = "chief_inputs.json"
 # Seconds per training epoch (trainer.training.hooks.EpochTimingHook), for
 # benchmarks.
 TRAIN_TIMING_FILENAME = "train_timing.json"

@@ -42,12 +42,13 @@ from absl import logging
 import tensorflow as tf
 
 from trainer import gfile_io
+from trainer import schema
 from trainer.data import labels as labels_lib
 from trainer.data.formats import parallel_reader
 from trainer.errors import UserError
 from trainer.features import cache_files
 
-MANIFEST_FILENAME = "run_manifest.json"
+MANIFEST_FILENAME = schema.RUN_MANIFEST_FILENAME
 FORMAT = 1
 # NerConfig fields a trained model depends on: evaluating or exporting it
 # with other values would build another model or read text another way.

@@ -39,7 +39,7 @@ from trainer.run import config as config_lib
 from trainer.run import run_inputs
 from trainer.training import roles
 
-CHIEF_INPUTS_FILENAME = "chief_inputs.json"
+CHIEF_INPUTS_FILENAME = schema.CHIEF_INPUTS_FILENAME
 POLL_SECONDS = 0.5
 
 

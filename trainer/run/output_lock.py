@@ -40,9 +40,10 @@ from typing import Any, Iterator, Optional
 from absl import logging
 import tensorflow as tf
 
+from trainer import schema
 from trainer.errors import UserError
 
-LOCK_FILENAME = ".output_dir.lock"
+LOCK_FILENAME = schema.OUTPUT_LOCK_FILENAME
 
 try:
   import fcntl  # pylint: disable=g-import-not-at-top
