@@ -28,7 +28,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -98,6 +98,24 @@ def _train(output_dir: str, checkpoint_dir: str, train_steps: int) -> None:
       save_checkpoints_steps=10**6, do_train=True, do_export=True))
 
 
+def parse_workers(text: str) -> Tuple[int, int]:
+  """'2' -> (2, 0): 2 workers, serving.batch's default threads per op;
+  '1x1' -> (1, 1): one worker, one thread per op.
+
+  Raises:
+    ValueError: for anything else, or counts below 1.
+  """
+  workers, _, threads = text.partition("x")
+  try:
+    pair = (int(workers), int(threads) if threads else 0)
+  except ValueError:
+    raise ValueError(f"--workers entry {text!r}: use W or WxT, e.g. 2 or "
+                     "1x1.") from None
+  if pair[0] < 1 or (threads and pair[1] < 1):
+    raise ValueError(f"--workers entry {text!r}: counts must be >= 1.")
+  return pair
+
+
 def count_lines(pattern: str) -> int:
   total = 0
   for path in glob.glob(pattern):
@@ -112,7 +130,9 @@ def main(argv=None):
   parser.add_argument("--sentences", type=int, default=100_000)
   parser.add_argument("--train_steps", type=int, default=200)
   parser.add_argument("--workers", default="1,2",
-                      help="comma-separated DirectRunner worker counts.")
+                      help="comma-separated DirectRunner worker counts, each "
+                      "W (threads per op: serving.batch's default) or WxT "
+                      "(T threads per op in each worker).")
   parser.add_argument("--batch_size", type=int, default=32,
                       help="windows per model call, both sides.")
   parser.add_argument("--work_dir", default=os.path.join(
@@ -120,9 +140,12 @@ def main(argv=None):
   parser.add_argument("--output", default=os.path.join(
       REPO_ROOT, "bench", "results", "batch_tagging.json"))
   args = parser.parse_args(argv)
-  workers = [int(value) for value in args.workers.split(",")]
-  if args.sentences < 1 or min(workers) < 1:
-    parser.error("--sentences and --workers must be >= 1.")
+  try:
+    workers = [parse_workers(value) for value in args.workers.split(",")]
+  except ValueError as error:
+    parser.error(str(error))
+  if args.sentences < 1:
+    parser.error("--sentences must be >= 1.")
   os.makedirs(args.work_dir, exist_ok=True)
   with children.sigterm_as_system_exit():
     run = trained_run(args.work_dir, args.train_steps)
@@ -140,8 +163,9 @@ def main(argv=None):
     predict["lines_written"] = count_lines(os.path.join(
         run["output_dir"], schema.PREDICTIONS_JSONL_FILENAME))
     rows.append(dict(predict, run="run_ner.py --do_predict"))
-    for count in workers:
-      prefix = os.path.join(args.work_dir, f"tagged_{count}", "out")
+    for count, threads in workers:
+      name = f"{count}x{threads}" if threads else str(count)
+      prefix = os.path.join(args.work_dir, f"tagged_{name}", "out")
       for old in glob.glob(prefix + "-*"):
         os.remove(old)
       result = timed_command([
@@ -150,9 +174,12 @@ def main(argv=None):
           f"--output={prefix}", "--format=text",
           f"--batch_size={args.batch_size}", "--runner=DirectRunner",
           f"--direct_num_workers={count}",
-          "--direct_running_mode=multi_processing"])
+          "--direct_running_mode=multi_processing",
+          f"--model_threads={threads}"])
       result["lines_written"] = count_lines(prefix + "-0*.jsonl")
-      rows.append(dict(result, run=f"serving.batch, {count} worker(s)"))
+      rows.append(dict(result, run=(
+          f"serving.batch, {count} worker(s)" +
+          (f" x {threads} thread(s) per op" if threads else ""))))
     for row in rows:
       row["sentences_per_second"] = round(args.sentences / row["seconds"], 1)
       if row["lines_written"] != args.sentences:

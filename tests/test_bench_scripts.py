@@ -601,3 +601,12 @@ def test_run_child_with_peak_memory_counts_the_childs_workers():
       [sys.executable, "-c", code], interval_s=0.05)
   assert completed.returncode == 0 and completed.stdout == "done\n"
   assert 200 * 2**20 < peak < 400 * 2**20
+
+
+def test_batch_tagging_worker_entries():
+  from bench import batch_tagging  # pylint: disable=g-import-not-at-top
+  assert batch_tagging.parse_workers("2") == (2, 0)
+  assert batch_tagging.parse_workers("1x1") == (1, 1)
+  for bad in ("0", "x", "2x0", "two"):
+    with pytest.raises(ValueError, match=f"--workers entry '{bad}'"):
+      batch_tagging.parse_workers(bad)
