@@ -70,6 +70,26 @@ def test_progress_hook_logs_rate_and_eta(recorded):
       "ETA 0h00m00s"]
 
 
+def test_progress_hook_logs_the_step_the_run_ends_at(recorded):
+  lines, clock = recorded
+  with tf.Graph().as_default():
+    tf1.train.get_or_create_global_step()
+    hook = hooks.ProgressHook(tf.constant(0.0), total_steps=30, batch_size=2,
+                              every_secs=15.0)
+    hook.begin()
+  # The last run reads the step before its update (29); end reads 30.
+  for now, step, loss in ((0.0, 0, 2.0), (10.0, 29, 0.5)):
+    clock.now = now
+    hook.after_run(None, RunValues((step, loss)))
+  assert lines == []
+  clock.now = 10.0
+  hook.end(_StepSession(30))
+  assert lines == ["step 30/30 (100.0%): loss 0.5000, 3.00 steps/s, "
+                   "6.0 examples/s, ETA 0h00m00s"]
+  hook.end(_StepSession(30))  # nothing new: no second line
+  assert len(lines) == 1
+
+
 def test_progress_hook_without_progress_has_unknown_eta(recorded):
   lines, clock = recorded
   with tf.Graph().as_default():

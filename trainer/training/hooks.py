@@ -22,8 +22,8 @@ tf1 = tf.compat.v1
 class ProgressHook(tf1.train.SessionRunHook):
   """Logs step, loss, steps/s, examples/s and ETA every `every_secs` seconds.
 
-  The first step only starts the clock; the last step (`total_steps`) is
-  always logged.
+  The first step only starts the clock; the step the run ends at is always
+  logged (by `end`).
 
   Example line: "step 200/1000 (20.0%): loss 0.4321, 4.00 steps/s,
   128.0 examples/s, ETA 0h03m20s".
@@ -41,6 +41,7 @@ class ProgressHook(tf1.train.SessionRunHook):
     self._global_step = tf1.train.get_global_step()
     self._last_time = None
     self._last_step = None
+    self._last_loss = float("nan")
 
   def before_run(self, run_context):  # pylint: disable=unused-argument
     return tf1.train.SessionRunArgs((self._global_step, self._loss_tensor))
@@ -52,10 +53,24 @@ class ProgressHook(tf1.train.SessionRunHook):
     if self._last_time is None:
       self._last_time, self._last_step = now, step
       return
-    elapsed = now - self._last_time
-    if elapsed < self._every_secs and step < self._total_steps:
+    self._last_loss = loss
+    if now - self._last_time < self._every_secs and step < self._total_steps:
       return
-    steps_per_sec = (step - self._last_step) / max(elapsed, 1e-9)
+    self._log(step, loss, now)
+
+  def end(self, session):
+    """Logs the step the run ended at, which `after_run` cannot see: its
+    global step is read in the same run as the update, so the last run
+    shows the step before it."""
+    if self._last_time is None:
+      return
+    step = int(session.run(self._global_step))
+    if step > self._last_step:
+      self._log(step, self._last_loss, time.time())
+
+  def _log(self, step: int, loss: float, now: float) -> None:
+    steps_per_sec = (step - self._last_step) / max(now - self._last_time,
+                                                   1e-9)
     remaining = max(self._total_steps - step, 0)
     eta = remaining / steps_per_sec if steps_per_sec > 0 else float("inf")
     logging.info("step %d/%d (%.1f%%): loss %.4f, %.2f steps/s, "
