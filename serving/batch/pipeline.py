@@ -42,6 +42,7 @@ from serving.batch import records as records_lib
 from serving.client import request_codec
 from serving.client.client import NerClient
 from serving.client.errors import PredictionError
+from trainer.data import word_splitting
 from trainer.data.formats import reader_common
 
 NAMESPACE = "ner_batch"
@@ -88,13 +89,11 @@ def _conll_sentence(record: records_lib.SourceRecord
                     ) -> reader_common.Sentence:
   """A CoNLL record as a Sentence of its tokens; text and character spans
   are those of `record.fields["text"]` (tokens joined by spaces)."""
-  spans, start = [], 0
-  for word in record.words:
-    spans.append((start, start + len(word)))
-    start += len(word) + 1
+  text = " ".join(record.words)
+  where = f"{record.file}:{record.line}"
   return reader_common.Sentence(
-      tokens=record.words, tags=None, source=f"{record.file}:{record.line}",
-      text=" ".join(record.words), char_spans=tuple(spans))
+      tokens=record.words, tags=None, source=where, text=text,
+      char_spans=word_splitting.token_char_spans(text, record.words, where))
 
 
 def _record_length(item: Tuple[int, records_lib.SourceRecord]) -> int:
