@@ -70,6 +70,7 @@ def define_flags() -> None:
   _define_training_flags(defaults)
   _define_device_flags(defaults)
   _define_model_flags(defaults)
+  _define_distill_flags(defaults)
   flags.DEFINE_string("export_dir", None,
                       "Base directory of exported versions; default "
                       "<output_dir>/export.")
@@ -269,6 +270,27 @@ def _define_model_flags(defaults: config_lib.NerConfig) -> None:
                       "<output_dir>/cache. Runs on the same data, checkpoint "
                       "and --bert_layers (e.g. trying heads or learning "
                       "rates) can share one.")
+
+
+def _define_distill_flags(defaults: config_lib.NerConfig) -> None:
+  """Distillation into a shallower student (trainer.distill, docs/distill.md)."""
+  flags.DEFINE_string("teacher_dir", None,
+                      "A finished run's --output_dir: its latest checkpoint "
+                      "tags the training windows once and the student learns "
+                      "from its per-token label distributions.")
+  flags.DEFINE_string("student_layers", None,
+                      "A student with this many encoder layers, chosen "
+                      "evenly from the model's (3 of 6: layers 1,3,5), or "
+                      "the 0-based layer indices to keep, e.g. 1,3,5.")
+  flags.DEFINE_float("distill_alpha", defaults.distill_alpha,
+                     "Weight of the gold-tag loss in [0, 1]; 1 - alpha "
+                     "weighs T^2 * KL(teacher || student).")
+  flags.DEFINE_float("distill_temperature", defaults.distill_temperature,
+                     "Temperature T of both distributions in the KL term.")
+  flags.DEFINE_string("distill_unlabelled_file", None,
+                      "Sentences without tags (text lines or JSON lines "
+                      "with a 'text' field) that the student learns from "
+                      "the teacher alone.")
 
 
 def _bucket_boundaries(values: Optional[Sequence[str]]) -> Optional[list[int]]:

@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any, Callable, Optional
 
+from trainer.distill import options as distill_options
 from trainer.features import context as context_lib
 from trainer import cpu_features
 from trainer.features import windows
@@ -201,6 +202,14 @@ class NerConfig:
   # saved_model_writer): faster single sentences, above all in bfloat16.
   export_constant_weights: bool = False
 
+  # --- Distillation (trainer.distill; checks in distill.options).
+  teacher_dir: Optional[str] = None     # a finished run's output_dir
+  student_layers: Optional[str] = None  # "3", or 0-based indices "1,3,5"
+  distill_alpha: float = distill_options.DEFAULT_ALPHA  # gold loss weight
+  # Temperature T of teacher and student distributions in the KL term.
+  distill_temperature: float = distill_options.DEFAULT_TEMPERATURE
+  distill_unlabelled_file: Optional[str] = None  # text/JSON lines, no tags
+
   def bucket_length_multiple(self) -> int:
     """What derived length buckets round up to: even lengths on CPU; 8 with
     --use_amp (GPU tensor cores) or --use_xla (one program per shape).
@@ -221,6 +230,7 @@ class NerConfig:
     _check_schedule(self)
     _check_devices(self)
     _check_head_and_input(self)
+    distill_options.check(self)
 
 
 def uses_embedded_default(config: NerConfig) -> bool:
