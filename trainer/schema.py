@@ -44,6 +44,12 @@ SCORE_MASK = "score_mask"
 # selected encoder layers at each word start of a window, float16 [words,
 # layers, H].
 ENCODER_FEATURES = "encoder_features"
+# Distillation (trainer.distill.teacher): the teacher's log-probabilities of
+# every label at each position of a training window, float32 [B, T, L] in a
+# batch (stored float16 [T * L] bytes per window in the teacher-targets
+# TFRecord; 0 on padding). Only distillation positions (`trainer.distill.
+# loss.distill_mask`: word starts inside the scored span) are read.
+TEACHER_LOG_PROBS = "teacher_log_probs"
 
 # Features the model needs at serving time, in signature order.
 MODEL_INPUT_KEYS = (INPUT_IDS, INPUT_MASK, SEGMENT_IDS)
@@ -157,6 +163,9 @@ CACHE_DIRNAME = "cache"
 # every later phase (trainer.run.manifest) and copied into each export's
 # assets.
 RUN_MANIFEST_FILENAME = "run_manifest.json"
+# In output_dir: a student's bert_config.json (--student_layers), the source
+# model's config with its num_hidden_layers.
+STUDENT_BERT_CONFIG_FILENAME = "student_bert_config.json"
 # One writer per output folder (trainer.run.output_lock).
 OUTPUT_LOCK_FILENAME = ".output_dir.lock"
 # In CACHE_DIRNAME: what a multi-worker job's chief prepared, which the other
