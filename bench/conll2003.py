@@ -232,6 +232,8 @@ def run_mode(name, settings, checkpoint_dir, options):
   train_sentences = len(readers.read_sentences(
       os.path.join(options["data_dir"], "train.txt")))
 
+  # A mode's do_export (bench/distill.py) runs after the figures, untimed.
+  export, config.do_export = config.do_export, False
   config.do_train = True
   start = time.time()
   summary = train_lib.run(config)
@@ -243,12 +245,17 @@ def run_mode(name, settings, checkpoint_dir, options):
   config.do_train, config.do_eval, config.do_predict = False, True, True
   summary = train_lib.run(config)
   dev, test = summary["eval"], summary["predict"]["metrics"]
+  if export:
+    config.do_eval, config.do_predict, config.do_export = False, False, True
+    export = train_lib.run(config)["export"]
   types = sorted(test["per_type"])
   batch = options["train_batch_size"]
   windows, pieces = train_feature_sizes(output_dir)
   return {
       "mode": name,
       "settings": settings,
+      "output_dir": output_dir,
+      "export": export or None,
       "seed": config.seed,
       "train_steps": steps,
       "train_batch_size": batch,

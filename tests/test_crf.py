@@ -113,6 +113,31 @@ def test_matches_brute_force(seed, num_labels, lengths, max_time,
     assert not marginals[b, length:].any()
 
 
+def test_marginals_of_three_words_equal_enumerating_all_27_paths():
+  """3 words, 3 tags, non-zero transitions, start and end: exact to 1e-6."""
+  potentials = np.array([[[0.5, -1.0, 2.0], [1.5, 0.0, -0.5],
+                          [-2.0, 1.0, 0.25]]], np.float32)
+  transitions = np.array([[0.3, -1.2, 0.8], [1.0, 0.2, -0.7],
+                          [-0.4, 0.9, 0.1]], np.float32)
+  start = np.array([0.6, -0.3, -1.1], np.float32)
+  end = np.array([-0.8, 0.4, 1.3], np.float32)
+  marginals = crf.crf_marginals(potentials, [3], transitions, start,
+                                end).numpy()[0]
+  paths = list(itertools.product(range(3), repeat=3))
+  scores = np.array([_sequence_score(potentials[0].astype(np.float64),
+                                     list(path), transitions, start, end)
+                     for path in paths])
+  probabilities = np.exp(scores - np.logaddexp.reduce(scores))
+  expected = np.zeros([3, 3])
+  for path, probability in zip(paths, probabilities):
+    expected[np.arange(3), path] += probability
+  np.testing.assert_allclose(marginals, expected, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(marginals.sum(-1), 1.0, rtol=0, atol=1e-6)
+  # Start and end matter: without them the marginals differ.
+  plain = crf.crf_marginals(potentials, [3], transitions).numpy()[0]
+  assert np.abs(plain - marginals).max() > 0.01
+
+
 def _forbidden_moves(path, allowed, allowed_start, allowed_end):
   problems = []
   if path and not allowed_start[path[0]]:

@@ -260,7 +260,7 @@ def test_build_progress_logs_rate_and_piece_based_eta(monkeypatch):
   monkeypatch.setattr(encoder_cache.logging, "info",
                       lambda message, *args: lines.append(message % args))
   # Four windows of 10, 10, 40 and 40 pieces (100 in all).
-  progress = encoder_cache._Progress(np.array([10, 10, 40, 40]))
+  progress = encoder_cache.BuildProgress(np.array([10, 10, 40, 40]))
   for clock, windows, pieces in ((1010.0, 2, 20),   # 10 s < 15 s: quiet
                                  (1020.0, 2, 20),   # 20 pieces in 20 s
                                  (1030.0, 3, 60),   # 10 s after the last line

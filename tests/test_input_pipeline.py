@@ -4,6 +4,7 @@ batches).
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -123,3 +124,71 @@ def test_batch_windows_buckets_by_the_given_length():
       {"x": tf.constant(0, tf.int32), "n": tf.constant(0, tf.int32)},
       lambda element: element["n"], drop_remainder=True)
   assert [b["x"].tolist() for b in plain.as_numpy_iterator()] == [[1, 2, 3]]
+
+
+def _with_teacher(window, rows):
+  """A feature record plus float16 `rows` as the teacher-targets file has."""
+  example = input_pipeline.to_tf_example(window)
+  example.features.feature[schema.TEACHER_LOG_PROBS].bytes_list.value.append(
+      np.asarray(rows, "<f2").tobytes())
+  return example.SerializeToString()
+
+
+# Two labels; float16-exact values. Window 0 has 4 positions, window 1 has 3.
+TEACHER_ROWS = ([[0, 0], [-0.25, -1.5], [-2.0, -0.125], [0, 0]],
+                [[0, 0], [-0.5, -0.75], [0, 0]])
+
+
+def _teacher_file(tmp_path):
+  path = str(tmp_path / "teacher.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for window, rows in zip(_windows(), TEACHER_ROWS):
+      writer.write(_with_teacher(window, rows))
+  return path
+
+
+def test_teacher_log_probs_are_batched_with_the_windows(tmp_path):
+  path = _teacher_file(tmp_path)
+  dataset = input_pipeline.input_fn_builder(
+      path, is_training=False, batch_size=2, max_seq_length=8,
+      num_teacher_labels=2)({})
+  [batch] = list(dataset.as_numpy_iterator())
+  assert batch[schema.INPUT_IDS].tolist() == [[2, 5, 6, 3], [2, 7, 3, 0]]
+  assert batch[schema.TEACHER_LOG_PROBS].dtype == np.float32
+  # Row t of window i is the stored row t; padding is 0.
+  assert batch[schema.TEACHER_LOG_PROBS].tolist() == [
+      TEACHER_ROWS[0], TEACHER_ROWS[1] + [[0, 0]]]
+  # Without num_teacher_labels the same file reads as a feature file.
+  plain = input_pipeline.input_fn_builder(
+      path, is_training=False, batch_size=2, max_seq_length=8)({})
+  assert schema.TEACHER_LOG_PROBS not in next(iter(plain))
+  assert schema.TEACHER_LOG_PROBS not in input_pipeline.parse_spec()
+
+
+def test_teacher_log_probs_fixed_length_and_padding_windows(tmp_path):
+  path = _teacher_file(tmp_path)
+  batches = list(input_pipeline.input_fn_builder(
+      path, is_training=False, batch_size=3, max_seq_length=6,
+      fixed_length=True, pad_to_full_batches=2,
+      num_teacher_labels=2)({}).as_numpy_iterator())
+  assert len(batches) == 1
+  log_probs = batches[0][schema.TEACHER_LOG_PROBS]
+  assert log_probs.shape == (3, 6, 2)
+  assert log_probs[0, :4].tolist() == TEACHER_ROWS[0]
+  assert log_probs[1, :3].tolist() == TEACHER_ROWS[1]
+  assert not log_probs[0, 4:].any() and not log_probs[1, 3:].any()
+  # The padding window (example_index -1) has no teacher rows.
+  assert batches[0][schema.EXAMPLE_INDEX].tolist() == [0, 1, -1]
+  assert not log_probs[2].any()
+
+
+def test_teacher_log_probs_shuffle_and_bucket_with_their_windows(tmp_path):
+  path = _teacher_file(tmp_path)
+  dataset = input_pipeline.input_fn_builder(
+      path, is_training=True, batch_size=1, max_seq_length=8,
+      bucket_boundaries=[4], seed=5, num_teacher_labels=2)({})
+  for batch in dataset.take(6).as_numpy_iterator():
+    example = batch[schema.EXAMPLE_INDEX][0]
+    rows = TEACHER_ROWS[example]
+    assert batch[schema.TEACHER_LOG_PROBS][0].tolist() == rows
+    assert batch[schema.INPUT_IDS].shape == (1, len(rows))

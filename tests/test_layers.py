@@ -27,6 +27,7 @@ LAYERS = (
     ("trainer.model", 2),
     ("trainer.features", 3),
     ("trainer.evaluation", 4),
+    ("trainer.distill", 4),  # distillation: teacher targets, student, loss
     ("trainer.training", 5), ("trainer.export", 5), ("trainer.report", 5),
     ("trainer.convert", 5),
     ("trainer.run", 6),

@@ -360,6 +360,68 @@ def test_constrained_crf_head_never_starts_with_inside_tag():
                              rtol=1e-5)
 
 
+def test_softmax_head_log_distribution_is_log_softmax_of_its_emissions():
+  graph, built, _ = _build(heads.HeadConfig())
+  with graph.as_default():
+    emissions, log_distribution, scores = _run(
+        (built.emissions, built.log_distribution,
+         built.outputs[schema.OUTPUT_SCORES]))
+  assert emissions.shape == log_distribution.shape == (2, 5, 3)
+  assert emissions.dtype == log_distribution.dtype == np.float32
+  shifted = emissions - emissions.max(-1, keepdims=True)
+  expected = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+  np.testing.assert_allclose(log_distribution, expected, rtol=1e-6,
+                             atol=1e-6)
+  np.testing.assert_allclose(np.exp(log_distribution).max(-1), scores,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["crf", "bilstm_crf"])
+def test_crf_head_log_distribution_is_log_marginals_at_word_starts(kind):
+  head = heads.HeadConfig(kind=kind, lstm_units=4)
+  graph, built, _ = _build(head)
+  rng = np.random.RandomState(0)
+  with graph.as_default():
+    # Non-zero transitions: words are not independent.
+    emissions, log_distribution, scores, tags = _run(
+        (built.emissions, built.log_distribution,
+         built.outputs[schema.OUTPUT_SCORES],
+         built.outputs[schema.OUTPUT_LABEL_IDS]),
+        {f"{heads.HEAD_SCOPE}/crf/{name}": rng.normal(size=shape)
+         for name, shape in (("transitions", [3, 3]),
+                             ("start_transitions", [3]),
+                             ("end_transitions", [3]))})
+  starts = np.array(WORD_POSITIONS) >= 0
+  assert emissions.shape == log_distribution.shape == (2, 5, 3)
+  np.testing.assert_allclose(np.exp(log_distribution[starts]).sum(-1), 1.0,
+                             rtol=1e-5)
+  assert (emissions[starts] != 0).all()
+  assert not emissions[~starts].any() and not log_distribution[~starts].any()
+  # The predicted tag's score is its marginal.
+  chosen = np.take_along_axis(log_distribution, tags[..., None], -1)[..., 0]
+  np.testing.assert_allclose(np.exp(chosen[starts]), scores[starts],
+                             rtol=1e-5)
+
+
+def test_crf_head_log_distribution_exact_values_and_floor():
+  graph, built, _ = _build(heads.HeadConfig(kind="crf"))
+  with graph.as_default():
+    # Zero transitions, logits [0, ln 3, 0]: marginals [0.2, 0.6, 0.2].
+    emissions, log_distribution = _run(
+        (built.emissions, built.log_distribution),
+        _head_bias([0.0, math.log(3.0), 0.0]))
+    # A marginal that underflows (e^-200) is floored, not -inf.
+    floored = _run(built.log_distribution, _head_bias([0.0, 200.0, 0.0]))
+  starts = np.array(WORD_POSITIONS) >= 0
+  np.testing.assert_allclose(emissions[starts], [[0, math.log(3.0), 0]] * 3,
+                             rtol=1e-6)
+  np.testing.assert_allclose(log_distribution[starts],
+                             np.log([[0.2, 0.6, 0.2]] * 3), rtol=1e-5)
+  assert floored[starts].tolist() == [[heads.LOG_PROBABILITY_FLOOR, 0.0,
+                                       heads.LOG_PROBABILITY_FLOOR]] * 3
+  assert not floored[~starts].any()
+
+
 def test_crf_head_without_word_positions_uses_continuation_ids():
   # Id 6 is a continuation: row 0 has one word (at position 1).
   head = heads.HeadConfig(kind="crf", continuation_ids=(0, 2, 3, 6))

@@ -6,4 +6,8 @@
   `teacher`   the teacher's per-token label distributions over the training
               windows, computed once and cached (TensorFlow).
   `loss`      gold cross-entropy plus temperature-scaled KL (TensorFlow).
+  `run`       the student's training input: the teacher targets file
+              (TensorFlow).
+  `student_data`  the student's labels in the teacher's order and the
+              --distill_unlabelled_file sentences (pure Python).
 """

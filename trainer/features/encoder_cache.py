@@ -232,7 +232,8 @@ def _restore_bert(init_checkpoint: str) -> None:
   tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
 
 
-def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def length_sorted_batches(lengths: np.ndarray,
+                          batch_size: int) -> list[np.ndarray]:
   """Window indices grouped by similar length (least padding)."""
   order = np.argsort(lengths, kind="stable")
   return [order[start:start + batch_size]
@@ -252,13 +253,14 @@ def _padded(windows: _Windows, lengths: np.ndarray,
   return feed
 
 
-class _Progress:
+class BuildProgress:
   """Logs windows done, rate and ETA at most every PROGRESS_EVERY_SECS.
 
   The ETA counts word-pieces, not windows: windows run shortest first.
   """
 
-  def __init__(self, lengths: np.ndarray):
+  def __init__(self, lengths: np.ndarray, what: str = "Caching BERT features"):
+    self.what = what
     self.windows, self.pieces = len(lengths), int(lengths.sum())
     self.start = self.last = time.time()
 
@@ -267,8 +269,8 @@ class _Progress:
     if now - self.last < PROGRESS_EVERY_SECS or windows >= self.windows:
       return
     elapsed = max(now - self.start, 1e-9)
-    logging.info("Caching BERT features: %d/%d windows (%.1f%%), %.1f "
-                 "windows/s, ETA %s", windows, self.windows,
+    logging.info("%s: %d/%d windows (%.1f%%), %.1f windows/s, ETA %s",
+                 self.what, windows, self.windows,
                  100.0 * windows / self.windows, windows / elapsed,
                  durations.format_seconds(
                      (self.pieces - pieces) * elapsed / max(pieces, 1)))
@@ -304,7 +306,7 @@ def build(prefix: str, features_path: str, bert_config,
   labels = []
   rows_sha256 = hashlib.sha256()
   unique = f"tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-  progress = _Progress(lengths)
+  progress = BuildProgress(lengths)
   with tf.Graph().as_default():
     inputs, rows = _encoder_graph(bert_config, head)
     _restore_bert(init_checkpoint)
@@ -312,7 +314,7 @@ def build(prefix: str, features_path: str, bert_config,
         tf.io.gfile.GFile(f"{prefix}.f16.{unique}", "wb") as writer:
       session.run(tf1.global_variables_initializer())
       written = done = pieces = 0
-      for batch in _batches(lengths, batch_size):
+      for batch in length_sorted_batches(lengths, batch_size):
         for window in batch:  # rows come out window by window
           row_offset[window] = written
           written += num_words[window]

@@ -11,6 +11,10 @@ Batch produced by the input function (all int32)::
     input_ids, input_mask, segment_ids, label_ids,
     word_positions, score_mask               [batch, seq_len]
     example_index, window_index              [batch]
+
+and, reading a teacher-targets file (`trainer.distill.teacher`) with
+`num_teacher_labels` L, `teacher_log_probs` float32 [batch, seq_len, L]
+(0 on padding).
 """
 
 import collections
@@ -154,19 +158,38 @@ def read_feature_count(path: str) -> Optional[int]:
   return None if meta is None else meta["num_windows"]
 
 
-def parse_spec() -> dict[str, Any]:
-  """Parsing spec: sequence features are variable-length int64 lists."""
+def parse_spec(num_teacher_labels: Optional[int] = None) -> dict[str, Any]:
+  """Parsing spec: sequence features are variable-length int64 lists.
+
+  With `num_teacher_labels`, also the teacher's log-probabilities: one bytes
+  value (`schema.TEACHER_LOG_PROBS`, written by `trainer.distill.teacher`).
+  """
   spec = {key: tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
           for key in schema.SEQUENCE_FEATURE_KEYS}
   spec.update({key: tf.io.FixedLenFeature([], tf.int64)
                for key in schema.SCALAR_FEATURE_KEYS})
+  if num_teacher_labels is not None:
+    spec[schema.TEACHER_LOG_PROBS] = tf.io.FixedLenFeature([], tf.string)
   return spec
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-  """Parses one serialized `tf.Example` into int32 tensors ([n] or [])."""
-  parsed = tf.io.parse_single_example(serialized, parse_spec())
-  return {key: tf.cast(value, tf.int32) for key, value in parsed.items()}
+def parse_example(serialized: tf.Tensor,
+                  num_teacher_labels: Optional[int] = None
+                  ) -> dict[str, tf.Tensor]:
+  """Parses one serialized `tf.Example` into int32 tensors ([n] or []).
+
+  With `num_teacher_labels` L, `teacher_log_probs` becomes float32 [n, L]:
+  the stored little-endian float16 bytes of a window of n positions.
+  """
+  parsed = tf.io.parse_single_example(serialized,
+                                      parse_spec(num_teacher_labels))
+  teacher = parsed.pop(schema.TEACHER_LOG_PROBS, None)
+  features = {key: tf.cast(value, tf.int32) for key, value in parsed.items()}
+  if teacher is not None:
+    values = tf.io.decode_raw(teacher, tf.float16, little_endian=True)
+    features[schema.TEACHER_LOG_PROBS] = tf.cast(
+        tf.reshape(values, [-1, num_teacher_labels]), tf.float32)
+  return features
 
 
 def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
@@ -175,7 +198,8 @@ def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
                      seed: Optional[int] = None,
                      shuffle_buffer: int = SHUFFLE_BUFFER,
                      cache: bool = False,
-                     pad_to_full_batches: Optional[int] = None
+                     pad_to_full_batches: Optional[int] = None,
+                     num_teacher_labels: Optional[int] = None
                      ) -> Callable[..., tf.data.Dataset]:
   """Returns an Estimator `input_fn(params)` reading a feature TFRecord.
 
@@ -200,7 +224,12 @@ def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
       (example_index -1, no labels, nothing scored) so every batch is full,
       as TPUs need; consumers drop windows with example_index < 0.
     shuffle_buffer: windows held for shuffling.
+    num_teacher_labels: L of a teacher-targets file
+      (`trainer.distill.teacher.targets_file`): batches also hold
+      `teacher_log_probs` float32 [B, T, L], padded with 0.
   """
+  teacher_shape = ([] if num_teacher_labels is None else
+                   [num_teacher_labels])
 
   def input_fn(params: Optional[Mapping[str, Any]],
                input_context: Optional[tf.distribute.InputContext] = None
@@ -215,7 +244,8 @@ def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
     if input_context is not None and input_context.num_input_pipelines > 1:
       dataset = dataset.shard(input_context.num_input_pipelines,
                               input_context.input_pipeline_id)
-    dataset = dataset.map(parse_example,
+    dataset = dataset.map(lambda record: parse_example(record,
+                                                       num_teacher_labels),
                           num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     if cache:
@@ -232,6 +262,8 @@ def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
                    for key in schema.SEQUENCE_FEATURE_KEYS}
         padding[schema.EXAMPLE_INDEX] = tf.constant(-1, tf.int32)
         padding[schema.WINDOW_INDEX] = tf.constant(0, tf.int32)
+        if teacher_shape:
+          padding[schema.TEACHER_LOG_PROBS] = tf.zeros([2] + teacher_shape)
         dataset = dataset.concatenate(
             tf.data.Dataset.from_tensors(padding).repeat(missing))
     length = max_seq_length if fixed_length else None
@@ -241,6 +273,9 @@ def input_fn_builder(input_file: str, is_training: bool, batch_size: int,
                       for key, value in schema.PADDING_VALUES.items()}
     padding_values.update({key: tf.constant(0, tf.int32)
                            for key in schema.SCALAR_FEATURE_KEYS})
+    if teacher_shape:
+      padded_shapes[schema.TEACHER_LOG_PROBS] = [length] + teacher_shape
+      padding_values[schema.TEACHER_LOG_PROBS] = tf.constant(0, tf.float32)
     dataset = batch_windows(
         dataset, size, padded_shapes, padding_values,
         lambda f: tf.shape(f[schema.INPUT_IDS])[0],

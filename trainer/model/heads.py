@@ -22,7 +22,7 @@ Tensors (B = batch, T = positions in the batch, L = number of labels)::
     label_ids                            int32 [B, T], -1 where unlabelled
     encoder_features                     float16/32 [B, T, n_layers, H]
                                          (cached training only)
-    logits                               float32 [B, T, L]
+    logits, emissions, log_distribution  float32 [B, T, L]
     predictions                          tags string [B, T],
                                          label_ids int32 [B, T],
                                          scores float32 [B, T]
@@ -46,6 +46,8 @@ tf1 = tf.compat.v1
 HEAD_SCOPE = "ner_head"
 # Variable scope (under HEAD_SCOPE) of the scalar mix's weights and scale.
 SCALAR_MIX_SCOPE = "scalar_mix"
+# Least CRF log marginal in `log_distribution` (e^-30 ~ 1e-13).
+LOG_PROBABILITY_FLOOR = -30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,11 +306,15 @@ def _bilstm(inputs, lengths, head, is_training):
 
 
 class _Head:
-  """Built head: predictions plus a loss function of the gold label ids."""
+  """Built head: predictions, loss function and per-position label scores."""
 
-  def __init__(self, outputs, loss_fn):
+  def __init__(self, outputs, loss_fn, emissions, log_distribution):
     self.outputs = outputs    # {tags, label_ids, scores}: [B, T] each
     self.loss_fn = loss_fn    # label_ids [B, T] -> (loss, values, weights)
+    # float32 [B, T, L] (distillation): softmax logits / CRF potentials, and
+    # log_softmax(logits) / log CRF marginals; a CRF's are 0 off word starts.
+    self.emissions = emissions
+    self.log_distribution = log_distribution
 
 
 def _softmax_head(sequence_output, label_names, is_training):
@@ -323,7 +329,7 @@ def _softmax_head(sequence_output, label_names, is_training):
 
   return _Head({schema.OUTPUT_LABEL_IDS: pred_ids,
                 schema.OUTPUT_SCORES: tf.reduce_max(probabilities, -1)},
-               loss_fn)
+               loss_fn, logits, tf.nn.log_softmax(logits, axis=-1))
 
 
 def _crf_head(sequence_output, starts, label_names, head, is_training):
@@ -362,9 +368,11 @@ def _crf_head(sequence_output, starts, label_names, head, is_training):
 
   def loss_fn(label_ids):
     gold, _, _ = crf_lib.gather_word_positions(label_ids, starts)
+    # Windows without tags (-1 on every word) get length 0: no gold loss.
+    gold_lengths = lengths * tf.cast(tf.reduce_all(gold >= 0, 1), tf.int32)
     log_likelihood = crf_lib.crf_log_likelihood(
-        potentials, gold, lengths, transitions, start, end)     # [B]
-    words_per_row = tf.cast(lengths, tf.float32)
+        potentials, gold, gold_lengths, transitions, start, end)  # [B]
+    words_per_row = tf.cast(gold_lengths, tf.float32)
     loss = -tf.reduce_sum(log_likelihood) / tf.maximum(
         tf.reduce_sum(words_per_row), 1.0)
     # Per-row negative log-likelihood per word, weighted by words, so the
@@ -372,8 +380,13 @@ def _crf_head(sequence_output, starts, label_names, head, is_training):
     return (loss, -log_likelihood / tf.maximum(words_per_row, 1.0),
             words_per_row)
 
+  log_marginals = tf.maximum(tf.math.log(tf.maximum(  # never log 0 = -inf
+      marginals, np.finfo(np.float32).tiny)), LOG_PROBABILITY_FLOOR)
   return _Head({schema.OUTPUT_LABEL_IDS: pred_ids,
-                schema.OUTPUT_SCORES: scores}, loss_fn)
+                schema.OUTPUT_SCORES: scores}, loss_fn,
+               crf_lib.scatter_to_positions(potentials, indices, max_time, 0.0),
+               crf_lib.scatter_to_positions(log_marginals, indices, max_time,
+                                            0.0))
 
 
 def build_head(bert_config, label_names, features, is_training=False,
@@ -394,7 +407,8 @@ def build_head(bert_config, label_names, features, is_training=False,
   Returns:
     `_Head` with `outputs` {tags: string [B, T], label_ids: int32 [B, T],
     scores: float32 [B, T]} and `loss_fn(label_ids) -> (loss [], values,
-    weights)` (the last two for the batching-invariant `token_loss` metric).
+    weights)` (the last two for the batching-invariant `token_loss` metric),
+    `emissions` and `log_distribution` float32 [B, T, L] (see `_Head`).
     With a CRF head only first word-piece positions carry a predicted tag;
     other positions get label id 0 and score 0.
   """

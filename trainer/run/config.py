@@ -15,9 +15,10 @@ import json
 import os
 from typing import Any, Callable, Optional
 
+from trainer.distill import layers as distill_layers
 from trainer.distill import options as distill_options
+from trainer.run import device_checks
 from trainer.features import context as context_lib
-from trainer import cpu_features
 from trainer.features import windows
 from trainer.data import readers
 from trainer import schema
@@ -228,7 +229,7 @@ class NerConfig:
     _check_windows(self)
     _check_model(self)
     _check_schedule(self)
-    _check_devices(self)
+    device_checks.check(self)
     _check_head_and_input(self)
     distill_options.check(self)
 
@@ -283,6 +284,7 @@ def _layers_the_model_has(config: NerConfig, layers: list[int]) -> list[int]:
   count = _read_bert_config(path).get("num_hidden_layers")
   if not isinstance(count, int):
     return list(layers)
+  count = distill_layers.layer_count(config.student_layers, count, path)
   return [index for index in layers if -count <= index < count]
 
 
@@ -383,9 +385,12 @@ def _check_model(config: NerConfig) -> None:
         f"({model}); pass --max_seq_length {max_positions} or less.")
   if isinstance(bert_config.get("num_hidden_layers"), int):
     from trainer.model import heads  # pylint: disable=g-import-not-at-top
+    count = distill_layers.layer_count(  # a student's, when one
+        config.student_layers, bert_config["num_hidden_layers"], model)
+    if count != bert_config["num_hidden_layers"]:
+      model = f"a {count}-layer student of {model}"
     try:
-      heads.resolve_layers(config.bert_layers,
-                               bert_config["num_hidden_layers"])
+      heads.resolve_layers(config.bert_layers, count)
     except ValueError as error:
       raise UserError(f"{error} ({model})") from None
   if "vocab_size" in bert_config and _gfile().exists(vocab_file):
@@ -425,53 +430,6 @@ def _check_schedule(config: NerConfig) -> None:
     raise UserError(f"--gradient_accumulation_steps={accumulation} must be "
                     ">= 1 and divide "
                     f"--train_batch_size={config.train_batch_size}.")
-
-
-def _check_devices(config: NerConfig) -> None:
-  gpus, accumulation = config.num_gpus, config.gradient_accumulation_steps
-  if gpus < 0 or (gpus > 1 and config.train_batch_size % (gpus * accumulation)):
-    raise UserError(f"--num_gpus={gpus}: --train_batch_size="
-                    f"{config.train_batch_size} must split evenly over the "
-                    "GPUs (and --gradient_accumulation_steps).")
-  if gpus > 1 and accumulation > 1:
-    raise UserError("--gradient_accumulation_steps cannot be combined with "
-                    "--num_gpus; raise the per-GPU batch or add GPUs.")
-  if config.use_bf16:
-    _check_bf16(config)
-  for name in ("tpu_timeout_seconds", "chief_wait_seconds"):
-    if getattr(config, name) < 1:
-      raise UserError(f"--{name}={getattr(config, name)} must be at least 1.")
-  if not config.use_tpu:
-    return
-  if not config.tpu_name:
-    raise UserError("--use_tpu needs --tpu_name.")
-  if gpus > 1 or config.use_amp or accumulation > 1:
-    raise UserError("--use_tpu cannot be combined with --num_gpus, --use_amp "
-                    "or --gradient_accumulation_steps.")
-  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size"):
-    if getattr(config, name) % config.num_tpu_cores:
-      raise UserError(f"--{name}={getattr(config, name)} must be a multiple "
-                      f"of --num_tpu_cores={config.num_tpu_cores}.")
-
-
-def _check_bf16(config: NerConfig) -> None:
-  """--use_bf16: a CPU with native bfloat16 and oneDNN, no GPU/TPU flags."""
-  if config.use_amp or config.num_gpus or config.use_tpu:
-    raise UserError("--use_bf16 is bfloat16 on CPU; it cannot be combined "
-                    "with --use_amp, --num_gpus or --use_tpu (on GPU use "
-                    "--use_amp alone).")
-  if not config.fused_ops:
-    raise UserError("--use_bf16 computes in bfloat16 through the fused dense "
-                    "and attention layers (--fused_ops, the default); it "
-                    "cannot be combined with --nofused_ops.")
-  unsupported = cpu_features.bf16_support_error()
-  if unsupported:
-    raise UserError(unsupported)
-  from trainer.model import fused_ops  # pylint: disable=g-import-not-at-top
-  if not fused_ops.onednn_enabled():
-    raise UserError("--use_bf16 needs TensorFlow's oneDNN kernels, which are "
-                    "off in this process: set TF_ENABLE_ONEDNN_OPTS=1 in the "
-                    "environment before starting the run.")
 
 
 def _check_head_and_input(config: NerConfig) -> None:

@@ -14,6 +14,10 @@ first step, `<output_dir>/run_manifest.json`:
      "model_settings": {"do_lower_case": true, "head": "softmax", ...},
      "settings": {<every NerConfig field>}}
 
+plus, for a --student_layers student (whose "bert_config" entry is
+<output_dir>/student_bert_config.json), "student": {"layers": [1, 3, 5],
+"source_layers": 6, "source_bert_config": {"path": ..., "sha256": ...}}.
+
 Every later phase on a trained folder (--do_eval, --do_predict, --do_export,
 a resumed --do_train) checks what it reads against it, before it writes
 anything (`RunInputs.prepare` calls `check`):
@@ -23,7 +27,9 @@ anything (`RunInputs.prepare` calls `check`):
 - vocab.txt and bert_config.json must have the recorded SHA-256 (wherever
   they are now: contents, not paths);
 - the model settings (`MODEL_SETTINGS`) must be equal;
-- a resumed --do_train must read the same training data.
+- a resumed --do_train must read the same training data;
+- --student_layers must be the trained value (`check_student_layers`, run
+  before the student's config is written again).
 
 A mismatch is one `UserError` naming the file, what changed and what to do.
 Folders trained before manifests existed are used unchecked (a warning says
@@ -86,7 +92,7 @@ def train_data_files(inputs: Any) -> list[str]:
 
 def build(config: Any, inputs: Any) -> dict[str, Any]:
   """The manifest of a run about to train (`inputs`: prepared `RunInputs`)."""
-  return {
+  built = {
       "format": FORMAT,
       "written": datetime.datetime.now(datetime.timezone.utc).strftime(
           "%Y-%m-%dT%H:%M:%SZ"),
@@ -100,6 +106,12 @@ def build(config: Any, inputs: Any) -> dict[str, Any]:
       "settings": json.loads(json.dumps(dataclasses.asdict(config),
                                         default=str)),
   }
+  if getattr(inputs, "student_layers", None) is not None:
+    built["student"] = {
+        "layers": list(inputs.student_layers),
+        "source_layers": inputs.source_layers,
+        "source_bert_config": _entry(inputs.source_bert_config_file)}
+  return built
 
 
 def write(config: Any, inputs: Any) -> str:
@@ -187,6 +199,43 @@ def check_labels_file(output_dir: str, labels_file: str) -> None:
                     f"{' '.join(manifest['labels'])} (from "
                     f"{manifest_path(output_dir)}).") from None
   _check_labels(labels, labels_file, manifest, output_dir)
+
+
+def _layer_spec(value: Any) -> Optional[str]:
+  """--student_layers as compared: None for none, no spaces ("1, 3" -> "1,3")."""
+  text = "".join(str(value).split()) if value is not None else ""
+  return text or None
+
+
+def check_student_layers(config: Any) -> None:
+  """Refuses --student_layers other than the trained folder's own.
+
+  The student's config and encoder depend on it. Manifests written before
+  the flag existed (no "student_layers" in "settings") are accepted.
+
+  Raises:
+    UserError: naming both values, the manifest and the fix.
+  """
+  where = config.output_dir
+  settings = (read(where) or {}).get("settings") or {}
+  if "student_layers" not in settings:
+    return
+  trained = _layer_spec(settings["student_layers"])
+  now = _layer_spec(config.student_layers)
+  if trained == now:
+    return
+  recorded = manifest_path(where)
+  if trained is None:
+    raise UserError(
+        f"The model in {where} was trained without --student_layers "
+        f"({recorded}), but this run has --student_layers={now}. Drop it, or "
+        "train the student in a new --output_dir.")
+  raise UserError(
+      f"The model in {where} is a student trained with --student_layers="
+      f"{trained} ({recorded}), but this run has "
+      f"{'none' if now is None else f'--student_layers={now}'}: it would "
+      f"build another model. Pass --student_layers={trained}, or train again "
+      "in a new --output_dir.")
 
 
 def _check_file(path: str, name: str, flag: str,

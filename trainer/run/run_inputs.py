@@ -2,13 +2,15 @@
 
 `RunInputs(config)` only resolves paths; `prepare()` writes what the run
 needs into output_dir (the from-scratch model's vocab.txt and
-bert_config.json, labels.txt) and loads the tokenizer. The run phases in
+bert_config.json, a --student_layers student's student_bert_config.json,
+labels.txt) and loads the tokenizer. The run phases in
 `trainer.run.train_lib` then ask it for sentences and feature files:
 
     inputs = RunInputs(config).prepare()
     path, windows = inputs.features_file("train")   # cached TFRecord
 """
 
+import itertools
 import json
 import os
 from typing import Iterator, Optional, Sequence
@@ -32,6 +34,9 @@ from trainer.data import data_files
 from trainer.data import data_warnings
 from trainer.data.formats import parallel_reader
 from trainer.data.formats import reader_common
+from trainer.distill import layers as distill_layers
+from trainer.distill import options as distill_options
+from trainer.distill import student_data
 
 
 def resolve_data_files(config: config_lib.NerConfig
@@ -77,6 +82,17 @@ def build_vocab(sentences: Sequence[reader_common.Sentence],
   return len(vocab)
 
 
+def _read_json_or_none(path: str) -> Optional[dict]:
+  """The JSON object in `path`; None when it is missing or not one."""
+  if not tf.io.gfile.exists(path):
+    return None
+  try:
+    value = json.loads(gfile_io.read_bytes(path).decode("utf-8"))
+  except (ValueError, UnicodeDecodeError):
+    return None
+  return value if isinstance(value, dict) else None
+
+
 def prepare_output_dir(output_dir: str) -> None:
   """Creates output_dir and its feature cache folder.
 
@@ -102,7 +118,18 @@ class RunInputs:
     self.config = config
     self.files = resolve_data_files(config)
     self.cache_dir = os.path.join(config.output_dir, schema.CACHE_DIRNAME)
-    self.bert_config_file, self.vocab_file = config_lib.model_files(config)
+    # The model given (or the from-scratch one); a student is built from
+    # its own config, written by prepare() from this one.
+    self.source_bert_config_file, self.vocab_file = config_lib.model_files(
+        config)
+    self.bert_config_file = self.source_bert_config_file
+    if distill_options.parse_layer_spec(config.student_layers) is not None:
+      self.bert_config_file = os.path.join(
+          config.output_dir, schema.STUDENT_BERT_CONFIG_FILENAME)
+    # The source layer behind each student layer and the source's layer
+    # count; None unless a student (set by prepare()).
+    self.student_layers: Optional[list[int]] = None
+    self.source_layers: Optional[int] = None
     self.labels_file = os.path.join(config.output_dir, schema.LABELS_FILENAME)
     self.labels: Optional[list[str]] = None  # set by prepare()
     self.tokenizer: Optional[tokenization.NerTokenizer] = None  # prepare()
@@ -115,8 +142,12 @@ class RunInputs:
   def prepare(self) -> "RunInputs":
     """Creates output_dir, model files and labels.txt; loads the tokenizer.
 
-    On a folder holding checkpoints, first checks the run's labels, model
-    files and settings against the run manifest (`trainer.run.manifest`);
+    The model files: a from-scratch model's vocab.txt and bert_config.json,
+    and with --student_layers student_bert_config.json, which then is
+    `bert_config_file` for every phase. On a folder holding checkpoints,
+    first checks the run's labels, model files and settings (the student's
+    layers before its config is rewritten) against the run manifest
+    (`trainer.run.manifest`);
     a training run then writes the manifest (a new one, or for a folder
     trained before manifests). Only the chief of a multi-worker job
     prepares.
@@ -125,10 +156,12 @@ class RunInputs:
     trained = tf.train.latest_checkpoint(self.config.output_dir) is not None
     if trained:  # an edited labels.txt is named before anything reads it
       manifest.check_labels_file(self.config.output_dir, self.labels_file)
+      manifest.check_student_layers(self.config)  # before it is rewritten
     warnings_path = self._data_warnings_path()
     if tf.io.gfile.exists(warnings_path):
       tf.io.gfile.remove(warnings_path)  # a stale list from an earlier run
     self._write_from_scratch_model_files()
+    self._write_student_bert_config(trained)
     self.labels = self._resolve_labels()
     checked = trained and manifest.check(self.config, self,
                                          self.config.do_train)
@@ -240,14 +273,66 @@ class RunInputs:
                          self.vocab_file)
       logging.info("Built a %d-piece vocabulary from the training data: %s",
                    size, self.vocab_file)
-    if not tf.io.gfile.exists(self.bert_config_file):
+    if not tf.io.gfile.exists(self.source_bert_config_file):
       with tf.io.gfile.GFile(self.vocab_file) as reader:
         vocab_size = sum(1 for line in reader if line.strip())
-      with tf.io.gfile.GFile(self.bert_config_file, "w") as writer:
+      with tf.io.gfile.GFile(self.source_bert_config_file, "w") as writer:
         json.dump(dict(config_lib.TINY_BERT_CONFIG, vocab_size=vocab_size),
                   writer, indent=2)
       logging.info("Wrote a tiny from-scratch BERT config to %s",
-                   self.bert_config_file)
+                   self.source_bert_config_file)
+
+  def _write_student_bert_config(self, trained: bool) -> None:
+    """student_bert_config.json of a --student_layers run (atomically).
+
+    The source model's config with the student's num_hidden_layers
+    (`distill.layers.student_bert_config`); sets `student_layers` and
+    `source_layers`.
+
+    Args:
+      trained: output_dir holds checkpoints; their student config must not
+        change.
+
+    Raises:
+      UserError: when the source config has no layer count, the spec does
+        not fit it, or the trained student's config differs from this one.
+    """
+    spec = self.config.student_layers
+    if distill_options.parse_layer_spec(spec) is None:
+      return
+    source_path, path = self.source_bert_config_file, self.bert_config_file
+    source = json.loads(gfile_io.read_bytes(source_path).decode("utf-8"))
+    if not isinstance(source.get("num_hidden_layers"), int):
+      raise UserError(f"{source_path} has no integer 'num_hidden_layers'; "
+                      f"--student_layers={spec} chooses among the source "
+                      "model's layers. Pass its bert_config.json.")
+    self.source_layers = source["num_hidden_layers"]
+    self.student_layers = distill_layers.resolve_student_layers(
+        spec, self.source_layers, source_path)
+    student = distill_layers.student_bert_config(source, self.student_layers)
+    previous = _read_json_or_none(path)
+    if trained and not tf.io.gfile.exists(path):
+      raise UserError(
+          f"The checkpoints in {self.config.output_dir} were trained without "
+          f"--student_layers (there is no {path}), but this run has "
+          f"--student_layers={spec}. Drop it, or train the student in a new "
+          "--output_dir.")
+    if trained and previous != student:
+      raise UserError(
+          f"{path} is the student config the checkpoints in "
+          f"{self.config.output_dir} were trained with, but --student_layers="
+          f"{spec} of {source_path} gives another ("
+          f"{distill_layers.describe_config_change(previous, student)}). Pass "
+          "the trained --student_layers and --bert_config_file, or train "
+          "again in a new --output_dir.")
+    if previous != student:
+      temporary = f"{path}.tmp-{os.getpid()}"
+      gfile_io.write_bytes(temporary, json.dumps(
+          student, indent=2, sort_keys=True).encode("utf-8"))
+      tf.io.gfile.rename(temporary, path, overwrite=True)
+    logging.info("Student: %d of %d layers (%s) from %s",
+                 len(self.student_layers), self.source_layers,
+                 ", ".join(map(str, self.student_layers)), source_path)
 
   def _resolve_labels(self) -> list[str]:
     """The run's labels: --labels_file, the training data's, or labels.txt.
@@ -262,6 +347,12 @@ class RunInputs:
                                            gfile_io.read_bytes)
     elif config.do_train:
       labels = labels_lib.build_label_list([self.sentences("train")])
+      teacher_labels = os.path.join(config.teacher_dir or "",
+                                    schema.LABELS_FILENAME)
+      if config.teacher_dir and tf.io.gfile.exists(teacher_labels):
+        labels = student_data.labels_in_teacher_order(
+            labels, labels_lib.read_labels_file(teacher_labels,
+                                                gfile_io.read_bytes))
     elif tf.io.gfile.exists(self.labels_file):
       labels = labels_lib.read_labels_file(self.labels_file,
                                            gfile_io.read_bytes)
@@ -315,6 +406,12 @@ class RunInputs:
     partner = parallel_reader.parallel_partner(data_path)
     if partner and tf.io.gfile.exists(partner):
       inputs.append(partner)
+    # Distillation's tag-less sentences follow the training sentences.
+    unlabelled = config.distill_unlabelled_file if split == "train" else None
+    if unlabelled:
+      settings["distill_unlabelled"] = True  # earlier keys stay as they were
+      student_data.require_unlabelled_file(unlabelled)  # before hashing
+      inputs.append(unlabelled)
     key = input_pipeline.cache_key(inputs, settings)
     path = input_pipeline.cache_path(self.cache_dir, split, key)
     meta, problem = input_pipeline.verified_feature_meta(path)
@@ -325,9 +422,16 @@ class RunInputs:
       logging.warning("Rebuilding the %s feature cache: %s.", split, problem)
     sentences = self.sentences(split)
     labels_lib.check_labels_known(sentences, self.labels, "--labels_file")
+    windows = self._windows(split, sentences)
+    if unlabelled:
+      extra = student_data.read_unlabelled(unlabelled)
+      logging.info("Training sentences: %d from %s +%d unlabelled sentences "
+                   "from %s (learnt from the teacher only)", len(sentences),
+                   data_path, len(extra), unlabelled)
+      windows = itertools.chain(windows, self._windows(
+          "unlabelled", extra, first_index=len(sentences)))
     try:
-      count = input_pipeline.write_features(self._windows(split, sentences),
-                                            path)
+      count = input_pipeline.write_features(windows, path)
     except (tf.errors.OpError, OSError) as error:
       if not problem:
         raise  # a full disk or a read-only folder: errors.py names it
@@ -339,9 +443,14 @@ class RunInputs:
     input_pipeline.log_cache_use(path, count, reused=False)
     return path, count
 
-  def _windows(self, split: str, sentences: Sequence[reader_common.Sentence]
-               ) -> Iterator[features_lib.WindowFeatures]:
-    """Feature windows of every sentence, in order, with document context."""
+  def _windows(self, split: str, sentences: Sequence[reader_common.Sentence],
+               first_index: int = 0) -> Iterator[features_lib.WindowFeatures]:
+    """Feature windows of every sentence, in order, with document context.
+
+    Sentence i gets example index `first_index` + i (unlabelled sentences
+    continue after the training sentences); tags None give label -1 on
+    every position.
+    """
     label_ids = labels_lib.label_map(self.labels)
     if self.config.context_pieces:
       logging.info("Document context for %s: %s", split, context_lib.describe(
@@ -354,7 +463,7 @@ class RunInputs:
       tag_ids = (None if sentence.tags is None
                  else [label_ids[tag] for tag in sentence.tags])
       yield from features_lib.convert_sentence(
-          sentence.tokens, tag_ids, index, self.tokenizer,
+          sentence.tokens, tag_ids, first_index + index, self.tokenizer,
           self.config.max_seq_length, self.config.doc_stride,
           context=context, word_pieces=word_pieces)
       if (index + 1) % 5000 == 0:

@@ -28,6 +28,7 @@ from trainer.run import multi_worker
 from trainer.run import output_lock
 from trainer.run import run_inputs
 from trainer import errors
+from trainer.distill import run as distill_run
 from trainer.training import estimator_lib
 from trainer.export import exporter as export_lib
 from trainer.features import windows as features_lib
@@ -51,7 +52,8 @@ Summary = dict[str, Any]
 
 
 def input_fn_for(config: NerConfig, path: str, is_training: bool,
-                 batch_size: int, tpu_path: bool = False):
+                 batch_size: int, tpu_path: bool = False,
+                 teacher: Optional[distill_run.TeacherTargets] = None):
   """Input function for a cached features file, with the run's padding mode.
 
   With bucketing (default) batches group windows of similar length (bucket
@@ -59,20 +61,21 @@ def input_fn_for(config: NerConfig, path: str, is_training: bool,
   histogram) and are padded to their longest window; with --nobucketing every
   batch is padded to max_seq_length, as in google-research/bert. The TPU path
   (`tpu_path`) needs fixed shapes and, outside training, full batches.
+  A student reads `path`'s windows with the teacher's targets (`teacher`).
   """
   boundaries = None
   if config.bucketing and not tpu_path:
     boundaries = input_pipeline.bucket_boundaries_for(
         path, config.bucket_boundaries, config.bucket_length_multiple())
   return input_pipeline.input_fn_builder(
-      path, is_training=is_training, batch_size=batch_size,
-      max_seq_length=config.max_seq_length,
+      teacher.path if teacher else path, is_training=is_training,
+      batch_size=batch_size, max_seq_length=config.max_seq_length,
       fixed_length=tpu_path or not config.bucketing,
-      bucket_boundaries=boundaries,
-      seed=config.seed if is_training else None,
+      bucket_boundaries=boundaries, seed=config.seed if is_training else None,
       cache=config.cache and is_training,
       pad_to_full_batches=(input_pipeline.read_feature_count(path)
-                           if tpu_path else None))
+                           if tpu_path else None),
+      num_teacher_labels=teacher.num_labels if teacher else None)
 
 
 def num_steps(config: NerConfig, num_train_windows: int) -> int:
@@ -101,6 +104,11 @@ def ner_config_for(config: NerConfig, inputs: RunInputs) -> dict[str, Any]:
       "constant_weights": config.export_constant_weights,
       "head": estimator_lib.head_config(config,
                                         inputs.tokenizer.vocab).as_json(),
+      # A --student_layers student: the source layer behind each of its
+      # layers and the source's layer count.
+      "student": (None if inputs.student_layers is None else
+                  {"layers": list(inputs.student_layers),
+                   "source_layers": inputs.source_layers}),
   }
 
 
@@ -127,10 +135,11 @@ def train(config: NerConfig, inputs: RunInputs,
   # batch (--train_batch_size) is what one update sees.
   micro_batch = config.train_batch_size // config.gradient_accumulation_steps
   # A frozen encoder runs once over the data (trainer.features.encoder_cache).
+  teacher = distill_run.teacher_targets(config, inputs, path, estimator)
   input_fn = (cached_input.training_input_fn(config, inputs, estimator,
                                               steps, micro_batch, summary)
               or input_fn_for(config, path, True, micro_batch,
-                              _is_tpu_path(estimator)))
+                              _is_tpu_path(estimator), teacher))
   summary["train_steps"] = steps
   if estimator_lib.multi_worker_config():
     # Every worker runs this; RunConfig reads TF_CONFIG, only the chief

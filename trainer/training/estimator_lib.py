@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 from absl import logging
 import tensorflow as tf
 
+from trainer.distill import layers as distill_layers
+from trainer.distill import loss as distill_loss
 from trainer.model import heads as model_lib
 from trainer.training import model_fn as model_fn_lib
 from trainer.training import roles
@@ -152,6 +154,32 @@ def head_config(config: Any, vocab: Mapping[str, int]) -> model_lib.HeadConfig:
       layer_combination=config.layer_combination)
 
 
+def student_layers(config: Any) -> Optional[list[int]]:
+  """The checkpoint layer each student layer starts from, or None.
+
+  Only what training restores: None without --student_layers or without
+  --init_checkpoint (a from-scratch student starts at random). The source
+  model is --bert_config_file (the run builds the student from
+  `<output_dir>/student_bert_config.json`, see `run_inputs.RunInputs`).
+
+  Example: --student_layers 3 on a 6-layer --bert_config_file -> [1, 3, 5].
+  """
+  if not (config.student_layers and config.init_checkpoint):
+    return None
+  source = modeling.BertConfig.from_json_file(config.bert_config_file)
+  return distill_layers.resolve_student_layers(
+      config.student_layers, source.num_hidden_layers,
+      config.bert_config_file)
+
+
+def distill_settings(config: Any) -> Optional[distill_loss.DistillSettings]:
+  """--distill_alpha and --distill_temperature with --teacher_dir, else None."""
+  if not config.teacher_dir:
+    return None
+  return distill_loss.DistillSettings(config.distill_alpha,
+                                      config.distill_temperature)
+
+
 def resolve_tpu(config: Any) -> Any:
   """The checked `TPUClusterResolver` of a --use_tpu run (`tpu_cluster`).
 
@@ -224,7 +252,9 @@ def make_estimator(config: Any, bert_config_file: str, labels: Sequence[str],
       use_amp=config.use_amp,
       accumulation_steps=config.gradient_accumulation_steps,
       tpu_estimator=tpu_path, use_tpu=config.use_tpu,
-      num_tpu_shards=config.num_tpu_cores if config.use_tpu else 1)
+      num_tpu_shards=config.num_tpu_cores if config.use_tpu else 1,
+      student_layers=student_layers(config),
+      distill=distill_settings(config))
   if tpu_path:
     return _tpu_estimator(config, model_fn, tpu)
   run_config = tf.estimator.RunConfig(

@@ -10,7 +10,9 @@
            `encoder_features` (cached training with a frozen encoder, see
            `trainer.features.encoder_cache`) go through
            `model.build_head_on_cached_features`: same head, same
-           variables, BERT never runs.
+           variables, BERT never runs. A student's batches holding the
+           teacher's targets (--teacher_dir) add the KL term of
+           `trainer.distill.loss` to the gold loss.
   EVAL     the loss, `token_loss`, `token_accuracy` and entity-level P/R/F1
            (`metrics.EntityMetricAccumulator` behind `py_func`s).
 
@@ -29,6 +31,8 @@ from trainer.model import heads as model_lib
 from trainer.model import optimization
 from trainer import schema
 from trainer.data import tag_schemes
+from trainer.distill import layers as distill_layers
+from trainer.distill import loss as distill_loss
 from trainer.tf_compat import modeling
 
 tf1 = tf.compat.v1
@@ -40,9 +44,29 @@ ENTITY_METRIC_KEYS = ("precision", "recall", "f1")
 WINDOW_KEYS = (schema.EXAMPLE_INDEX, schema.WORD_POSITIONS, schema.SCORE_MASK)
 
 
+def _student_assignment_map(tvars, init_checkpoint: str,
+                            student_layers: Sequence[int]):
+  """(checkpoint name -> student variable name, restored variable names).
+
+  Like `modeling.get_assignment_map_from_checkpoint`, but student encoder
+  layer i reads checkpoint layer `student_layers[i]`; the restored names are
+  the variables' names ("bert/encoder/layer_0/...:0").
+  """
+  names = {var.name: var.name.rsplit(":", 1)[0] for var in tvars}
+  assignment_map = distill_layers.assignment_map(
+      {names[var.name]: var.shape.as_list() for var in tvars},
+      dict(tf.train.list_variables(init_checkpoint)), student_layers)
+  restored_names = set(assignment_map.values())
+  for index, layer in enumerate(student_layers):
+    logging.info("Student layer %d <- checkpoint layer %d", index, layer)
+  return assignment_map, {name: 1 for name, short in names.items()
+                          if short in restored_names}
+
+
 def restore_and_select_trainable(init_checkpoint: Optional[str],
                                  freeze_bert: bool,
-                                 use_scaffold: bool = False):
+                                 use_scaffold: bool = False,
+                                 student_layers: Optional[list[int]] = None):
   """Initialises from a checkpoint and returns the variables to train.
 
   Example: a graph with BERT and an NER head, a BERT checkpoint and
@@ -55,6 +79,11 @@ def restore_and_select_trainable(init_checkpoint: Optional[str],
       checkpoint (the head); when False, train everything.
     use_scaffold: TPU: initialise inside a `scaffold_fn` (run on the host)
       instead of in the model graph.
+    student_layers: for a student (--student_layers), the checkpoint layer
+      each encoder layer starts from: with [1, 3, 5] the student's
+      bert/encoder/layer_2/* is restored from the checkpoint's
+      bert/encoder/layer_5/* (`trainer.distill.layers.assignment_map`);
+      None restores same-named variables.
 
   Returns:
     (list of `tf.Variable` to train, scaffold_fn or None).
@@ -66,8 +95,12 @@ def restore_and_select_trainable(init_checkpoint: Optional[str],
   restored = {}
   scaffold_fn = None
   if init_checkpoint:
-    assignment_map, restored = modeling.get_assignment_map_from_checkpoint(
-        tvars, init_checkpoint)
+    if student_layers is not None:
+      assignment_map, restored = _student_assignment_map(
+          tvars, init_checkpoint, student_layers)
+    else:
+      assignment_map, restored = modeling.get_assignment_map_from_checkpoint(
+          tvars, init_checkpoint)
     if use_scaffold:
       def scaffold_fn():
         tf1.train.init_from_checkpoint(init_checkpoint, assignment_map)
@@ -235,7 +268,9 @@ def replica_mean_loss(loss: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, freeze_bert,
                      head=None, use_amp=False, accumulation_steps=1,
-                     tpu_estimator=False, use_tpu=False, num_tpu_shards=1):
+                     tpu_estimator=False, use_tpu=False, num_tpu_shards=1,
+                     student_layers=None,
+                     distill: Optional[distill_loss.DistillSettings] = None):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -255,6 +290,13 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     use_tpu: on a TPU: one-hot embedding lookups, checkpoint init in a
       `scaffold_fn`, cross-shard gradient sums, no string outputs.
     num_tpu_shards: TPU cores the batch is split over.
+    student_layers: list of int or None: a student's encoder layer i starts
+      from layer `student_layers[i]` of init_checkpoint (see
+      `restore_and_select_trainable`).
+    distill: `DistillSettings` of a student (--teacher_dir): training batches
+      holding `schema.TEACHER_LOG_PROBS` train on alpha * the gold loss +
+      (1 - alpha) * T^2 * KL(teacher || student) (`trainer.distill.loss`);
+      eval and predict are unchanged.
   """
   label_names = list(label_names)
   metric_fn = _metric_fn_builder(label_names)
@@ -274,7 +316,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                                    use_one_hot_embeddings=use_tpu)
     outputs = built.outputs
     trainable, scaffold_fn = restore_and_select_trainable(
-        init_checkpoint, freeze_bert, use_scaffold=use_tpu)
+        init_checkpoint, freeze_bert, use_scaffold=use_tpu,
+        student_layers=student_layers)
 
     if mode == tf.estimator.ModeKeys.PREDICT:
       export_outputs = None if tpu_estimator else {
@@ -288,10 +331,21 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
     loss, loss_values, loss_weights = built.loss_fn(label_ids)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
+      loss_weight = tf.reduce_sum(loss_weights)
+      if distill is not None and schema.TEACHER_LOG_PROBS in features:
+        # CRF heads' emissions are their potentials at word starts, which is
+        # where distill_mask looks: one call for every head.
+        distilled = distill_loss.distilled_loss(loss, built.emissions,
+                                                features, distill)
+        # Tag-less windows have no gold weight; the KL positions count all.
+        loss, loss_weight = distilled.loss, distilled.weight
+        if not use_tpu:
+          tf1.summary.scalar("distill/gold_loss", distilled.gold)
+          tf1.summary.scalar("distill/kl", distilled.kl)
       train_op, lr = optimization.create_train_op(
           loss, trainable, learning_rate, num_train_steps, num_warmup_steps,
           use_amp=use_amp, accumulation_steps=accumulation_steps,
-          loss_weight=tf.reduce_sum(loss_weights), cross_shard_sum=use_tpu,
+          loss_weight=loss_weight, cross_shard_sum=use_tpu,
           num_shards=num_tpu_shards)
       if not use_tpu:  # summaries on a TPU need a host_call
         tf1.summary.scalar("learning_rate", lr)
