@@ -27,17 +27,28 @@ def serve_exports(spec):
   from bench import serving_latency
   from serving.client import client as client_lib
   from serving.client import transports
+  from serving.server import saved_model_session
   sentences = serving_latency.read_sentences(spec["sentences_file"])
   figures = {}
+  # Single sentences in the "latency" thread mode (one thread runs the ops in
+  # order: what a latency-bound server is configured with), batches in the
+  # "throughput" mode (TensorFlow's pools), as `bench.ours_side` does.
+  phases = ((saved_model_session.LATENCY, spec["requests"], 1,
+             ("p50_ms", "p99_ms")),
+            (saved_model_session.THROUGHPUT, 2, spec["batches"],
+             ("sentences_per_s",)))
   for name, export_dir in spec["exports"]:
     loadavg = os.getloadavg()[0]
-    with client_lib.NerClient(
-        transport=transports.SavedModelTransport(export_dir),
-        export_dir=export_dir, batch_size=spec["batch_size"],
-        timeout_s=60.0) as ner:
-      figures[name] = serving_latency.measure(
-          ner, sentences, spec["requests"], spec["batch_size"],
-          spec["batches"])
+    figures[name] = {}
+    for thread_mode, requests, batches, keys in phases:
+      with client_lib.NerClient(
+          transport=transports.SavedModelTransport(export_dir,
+                                                   thread_mode=thread_mode),
+          export_dir=export_dir, batch_size=spec["batch_size"],
+          timeout_s=60.0) as ner:
+        measured = serving_latency.measure(
+            ner, sentences, requests, spec["batch_size"], batches)
+      figures[name].update({key: measured[key] for key in keys})
     figures[name]["loadavg_1min"] = [loadavg, os.getloadavg()[0]]
   return figures
 
@@ -186,7 +197,8 @@ def measure_speed(modes, settings, data_dir, hf_model_dir, work_dir,
                 "requests": settings["latency_requests"],
                 "batch_size": vs_pytorch.BATCH_SIZE,
                 "batches": settings["batches"],
-                "thread_mode": "throughput (SavedModelTransport default)"}
+                "thread_mode": ("single sentences: latency (1 thread); batches: "
+                                "throughput (TensorFlow's pools)")}
   rounds = speed_rounds(exports, hf_spec, serve_spec, settings["rounds"],
                         work_dir, run_child)
   return {"exports": exports, "files": files, "settings": serve_spec,
