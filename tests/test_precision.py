@@ -7,6 +7,7 @@ tiny model), so these run in the default suite everywhere.
 
 import collections
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -179,12 +180,18 @@ def _tags(jsonl_path):
     return [json.loads(line)["tags"] for line in reader]
 
 
-def test_bf16_run_trains_predicts_and_exports_float32(workspace, bf16_cpu):
+def test_bf16_run_trains_predicts_and_exports_float32(workspace, bf16_cpu,
+                                                      caplog):
   settings = dict(bert_config_file=str(no_dropout_bert_config(workspace)),
                   num_train_steps=4)
+  caplog.set_level(logging.INFO)
   bf16 = train_lib.run(make_config(workspace, do_train=True, do_predict=True,
                                    do_export=True, use_bf16=True, **settings))
   checkpoint = tf.train.latest_checkpoint(bf16["output_dir"])
+  # Prediction read the checkpoint's weights as constants
+  # (trainer.model.constant_weights): their bfloat16 casts fold once.
+  assert f"Predicting with the weights of {checkpoint} as constants." in (
+      caplog.messages)
   stored = tf.train.load_checkpoint(checkpoint).get_variable_to_dtype_map()
   assert {dtype.name for dtype in stored.values()} == {"float32", "int64"}
   # The export is a float32 graph (TF Serving decides its precision).

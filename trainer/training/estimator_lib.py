@@ -254,7 +254,9 @@ def make_estimator(config: Any, bert_config_file: str, labels: Sequence[str],
       tpu_estimator=tpu_path, use_tpu=config.use_tpu,
       num_tpu_shards=config.num_tpu_cores if config.use_tpu else 1,
       student_layers=student_layers(config),
-      distill=distill_settings(config))
+      distill=distill_settings(config),
+      # bfloat16 eval/predict: weights folded into bfloat16 constants once.
+      constant_weights=config.use_bf16)
   if tpu_path:
     return _tpu_estimator(config, model_fn, tpu)
   run_config = tf.estimator.RunConfig(

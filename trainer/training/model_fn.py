@@ -19,6 +19,7 @@
 Both Estimator kinds get their spec from one `_spec` helper.
 """
 
+import contextlib
 from typing import Callable, Optional, Sequence
 
 from absl import logging
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from trainer.training import hooks as hooks_lib
 from trainer.evaluation import metrics as metrics_lib
+from trainer.model import constant_weights as constant_weights_lib
 from trainer.model import heads as model_lib
 from trainer.model import optimization
 from trainer import schema
@@ -270,7 +272,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      head=None, use_amp=False, accumulation_steps=1,
                      tpu_estimator=False, use_tpu=False, num_tpu_shards=1,
                      student_layers=None,
-                     distill: Optional[distill_loss.DistillSettings] = None):
+                     distill: Optional[distill_loss.DistillSettings] = None,
+                     constant_weights: bool = False):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -297,27 +300,46 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
       holding `schema.TEACHER_LOG_PROBS` train on alpha * the gold loss +
       (1 - alpha) * T^2 * KL(teacher || student) (`trainer.distill.loss`);
       eval and predict are unchanged.
+    constant_weights: evaluate and predict with the weights of the model
+      dir's latest checkpoint as graph constants
+      (`trainer.model.constant_weights`; --use_bf16 sets it: the weights'
+      bfloat16 casts are folded once instead of run on every batch).
   """
   label_names = list(label_names)
   metric_fn = _metric_fn_builder(label_names)
 
-  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+  def _build(features, mode):
     is_training = mode == tf.estimator.ModeKeys.TRAIN
     if schema.ENCODER_FEATURES in features:
       # Cached encoder layers (trainer.features.encoder_cache): training only.
       if not is_training:
         raise ValueError(f"Cached encoder features feed training only, not "
                          f"{mode}.")
-      built = model_lib.build_head_on_cached_features(
+      return model_lib.build_head_on_cached_features(
           bert_config, label_names, features, is_training, head)
-    else:
-      built = model_lib.build_head(bert_config, label_names, features,
-                                   is_training, head,
-                                   use_one_hot_embeddings=use_tpu)
+    return model_lib.build_head(bert_config, label_names, features,
+                                is_training, head,
+                                use_one_hot_embeddings=use_tpu)
+
+  def model_fn(features, labels, mode, params, config=None):  # pylint: disable=unused-argument
+    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    checkpoint = None
+    if constant_weights and not is_training and not use_tpu:
+      checkpoint = constant_weights_lib.usable_checkpoint(
+          getattr(config, "model_dir", None))
+    with (constant_weights_lib.weights_as_constants(checkpoint) if checkpoint
+          else contextlib.nullcontext()):
+      built = _build(features, mode)
     outputs = built.outputs
-    trainable, scaffold_fn = restore_and_select_trainable(
-        init_checkpoint, freeze_bert, use_scaffold=use_tpu,
-        student_layers=student_layers)
+    if checkpoint:  # nothing to restore or train
+      trainable, scaffold_fn = [], None
+      logging.info("%s with the weights of %s as constants.",
+                   "Predicting" if mode == tf.estimator.ModeKeys.PREDICT
+                   else "Evaluating", checkpoint)
+    else:
+      trainable, scaffold_fn = restore_and_select_trainable(
+          init_checkpoint, freeze_bert, use_scaffold=use_tpu,
+          student_layers=student_layers)
 
     if mode == tf.estimator.ModeKeys.PREDICT:
       export_outputs = None if tpu_estimator else {
