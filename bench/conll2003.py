@@ -217,13 +217,20 @@ def run_mode(name, settings, checkpoint_dir, options):
   if options["fresh"] and os.path.isdir(output_dir):
     shutil.rmtree(output_dir)
   settings = dict(settings)
+  # A folder as init_checkpoint (bench/distill.py: a student starting from
+  # its teacher) means its latest checkpoint.
+  init_checkpoint = settings.pop("init_checkpoint", None) or os.path.join(
+      checkpoint_dir, "bert_model.ckpt")
+  if os.path.isdir(init_checkpoint):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    init_checkpoint = tf.train.latest_checkpoint(init_checkpoint)
   if options["num_train_epochs"]:
     settings["num_train_epochs"] = options["num_train_epochs"]
   config = train_lib.NerConfig(
       output_dir=output_dir, data_dir=options["data_dir"],
       bert_config_file=os.path.join(checkpoint_dir, "bert_config.json"),
       vocab_file=os.path.join(checkpoint_dir, "vocab.txt"),
-      init_checkpoint=os.path.join(checkpoint_dir, "bert_model.ckpt"),
+      init_checkpoint=init_checkpoint,
       do_lower_case=True, max_seq_length=options["max_seq_length"],
       train_batch_size=options["train_batch_size"], eval_batch_size=64,
       predict_batch_size=64, warmup_proportion=0.1,

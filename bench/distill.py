@@ -15,8 +15,14 @@ is reported in the results, not fatal to the bench):
   teacher     all 6 layers, --teacher_seeds runs; the first one's output_dir
               is the --teacher_dir of every distilled student;
   K-distill   --student_layers K (layers chosen evenly from the 6) and
-              --teacher_dir, with --distill_alpha and --distill_temperature;
-  K-gold      --student_layers K, gold tags only;
+              --teacher_dir, with --distill_alpha and --distill_temperature,
+              starting from the teacher's fine-tuned layers and head
+              (--init_checkpoint <teacher>/model.ckpt-N; --distill_init
+              pretrained starts from the pre-trained model instead);
+  K-gold      --student_layers K, gold tags only, from the pre-trained
+              model's layers (layers simply cut);
+  K-gold-tinit (--ablation, first K only) gold tags only from the
+              teacher's layers: the KL term's own share;
 
 for each K of --student_layers_list, each with --seeds consecutive seeds
 (42, 43, ...: `bench.conll2003`'s seeding) aggregated by
@@ -73,23 +79,47 @@ QUICK = dict(rounds=1, latency_requests=10, batches=3, sentence_limit=64,
              num_train_steps=3)
 
 
-def mode_plan(student_layers, teacher_layers, alpha, temperature):
+def mode_plan(student_layers, teacher_layers, alpha, temperature,
+              distill_init="teacher", ablation=False):
   """[(mode, layers, settings)] in run order, the teacher first.
 
   Example: ([3], 6, 0.5, 2.0) -> [("teacher", 6, full), ("3-distill", 3,
   full + student_layers "3", teacher_dir None (`train_modes` sets it),
-  distill_alpha 0.5, distill_temperature 2.0), ("3-gold", 3, full +
-  student_layers "3")], full = `conll2003.MODES["full"]`.
+  init_from_teacher True, distill_alpha 0.5, distill_temperature 2.0),
+  ("3-gold", 3, full + student_layers "3")], full =
+  `conll2003.MODES["full"]`. A distilled student starts from the teacher's
+  fine-tuned layers (and head) unless distill_init is "pretrained"; a gold
+  student is the pre-trained model with layers cut. With `ablation`, each K
+  also gets "K-gold-tinit" (gold only, from the teacher's layers: what the
+  KL term adds on its own) for the first K, after every other mode.
   """
   full = dict(conll2003.MODES["full"])
   plan = [(TEACHER, teacher_layers, full)]
+  ablations = []
   for layers in student_layers:
     student = dict(full, student_layers=str(layers))
-    plan.append((f"{layers}-distill", layers, dict(
-        student, teacher_dir=None, distill_alpha=alpha,
-        distill_temperature=temperature)))
+    distilled = dict(student, teacher_dir=None, distill_alpha=alpha,
+                     distill_temperature=temperature)
+    if distill_init == "teacher":
+      distilled["init_from_teacher"] = True
+    plan.append((f"{layers}-distill", layers, distilled))
     plan.append((f"{layers}-gold", layers, student))
-  return plan
+    if ablation and layers == student_layers[0]:
+      ablations.append((f"{layers}-gold-tinit", layers,
+                        dict(student, init_from_teacher=True)))
+  return plan + ablations
+
+
+def _with_teacher(settings, teacher_dir):
+  """`settings` with the teacher's folder where the mode needs it: as
+  --teacher_dir, and (init_from_teacher) as the folder whose latest
+  checkpoint `conll2003.run_mode` starts from."""
+  settings = dict(settings)
+  if "teacher_dir" in settings:
+    settings["teacher_dir"] = teacher_dir
+  if settings.pop("init_from_teacher", False):
+    settings["init_checkpoint"] = teacher_dir
+  return settings
 
 
 def _child_command(spec):
@@ -178,18 +208,18 @@ def train_modes(plan, seeds, teacher_seeds, context):
   """
   modes, teacher_dir, reuse_distilled = {}, None, context["reuse"]
   for name, layers, settings in plan:
-    if "teacher_dir" in settings:
-      settings = dict(settings, teacher_dir=teacher_dir)
+    needs_teacher = "teacher_dir" in settings or settings.get(
+        "init_from_teacher")
+    settings = _with_teacher(settings, teacher_dir)
     runs = []
     for index in range(teacher_seeds if name == TEACHER else seeds):
-      if "teacher_dir" in settings and not teacher_dir:
+      if needs_teacher and not teacher_dir:
         runs.append({"mode": name, "seed": config_lib.NerConfig.seed + index,
                      "error": "no teacher: its first run failed"})
       else:
         runs.append(train_run(
             name, settings, index, context,
-            reuse_distilled if "teacher_dir" in settings
-            else context["reuse"]))
+            reuse_distilled if needs_teacher else context["reuse"]))
     if name == TEACHER and "error" not in runs[0]:
       teacher_dir = runs[0]["output_dir"]
       reuse_distilled = context["reuse"] and runs[0].get("reused", False)
@@ -280,6 +310,14 @@ def parse_args(argv):
                       help="gold loss weight of the distilled students.")
   parser.add_argument("--distill_temperature", type=float,
                       default=distill_options.DEFAULT_TEMPERATURE)
+  parser.add_argument("--distill_init", choices=("teacher", "pretrained"),
+                      default="teacher", help="where distilled students "
+                      "start: the teacher's fine-tuned layers and head "
+                      "(--init_checkpoint <teacher>/model.ckpt-N), or the "
+                      "pre-trained model's layers as the gold students.")
+  parser.add_argument("--ablation", action="store_true",
+                      help="also K-gold-tinit: gold tags only, from the "
+                      "teacher's layers (run last).")
   for key, value in FULL.items():
     parser.add_argument(f"--{key}", type=int, default=None,
                         help=f"default {value} (--quick: {QUICK[key]}).")
@@ -365,7 +403,8 @@ def main(argv=None):
   setup = prepare(args, settings, command)
   modes = train_modes(
       mode_plan(args.student_layers_list, setup["teacher_layers"],
-                args.distill_alpha, args.distill_temperature),
+                args.distill_alpha, args.distill_temperature,
+                args.distill_init, args.ablation),
       args.seeds, args.teacher_seeds, setup.pop("context"))
   speed = distill_speed.measure_speed(modes, settings, setup["data_dir"],
                                      setup["hf_model_dir"], args.work_dir,
@@ -378,7 +417,8 @@ def main(argv=None):
       loadavg_end=list(os.getloadavg()),
       settings=dict(settings, **{key: getattr(args, key) for key in (
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
-          "distill_temperature", "num_train_epochs", "reuse")}),
+          "distill_temperature", "distill_init", "ablation",
+          "num_train_epochs", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,
           "source": "PyTorch + HF Trainer, same recipe (bench/README.md)"},
