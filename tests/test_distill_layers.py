@@ -58,8 +58,29 @@ def test_even_layers_refuses_counts_outside_the_model(k, n):
     (None, None),
     ("", None),
 ])
-def test_resolve_student_layers(spec, expected):
+def test_resolve_student_layers_evenly(spec, expected):
+  assert layers.resolve_student_layers(spec, 6, SOURCE, "even") == expected
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("3", [0, 1, 2]),
+    (" 2 ", [0, 1]),
+    ("6", [0, 1, 2, 3, 4, 5]),
+    ("1,3,5", [1, 3, 5]),  # indices are taken as they are
+    (None, None),
+])
+def test_resolve_student_layers_keeps_the_bottom_layers_by_default(
+    spec, expected):
   assert layers.resolve_student_layers(spec, 6, SOURCE) == expected
+  assert layers.resolve_student_layers(spec, 6, SOURCE, "bottom") == expected
+
+
+def test_bottom_layers():
+  assert layers.bottom_layers(3, 6) == [0, 1, 2]
+  assert layers.bottom_layers(1, 1) == [0]
+  for k, n in ((0, 6), (7, 6)):
+    with pytest.raises(ValueError, match=f"Cannot choose {k} of {n} layers"):
+      layers.bottom_layers(k, n)
 
 
 def test_resolve_student_layers_refuses_a_count_above_the_source():

@@ -120,7 +120,9 @@ def test_without_student_layers_same_names_are_restored(source):  # pylint: disa
 def test_estimator_student_layers_come_from_the_source_config(source):  # pylint: disable=redefined-outer-name
   assert estimator_lib.student_layers(_student_config(source)) == [0, 2]
   assert estimator_lib.student_layers(
-      _student_config(source, student_layers="2")) == [1, 2]
+      _student_config(source, student_layers="2")) == [0, 1]
+  assert estimator_lib.student_layers(_student_config(
+      source, student_layers="2", student_layer_choice="even")) == [1, 2]
   assert estimator_lib.student_layers(
       _student_config(source, student_layers=None)) is None
   # A from-scratch student starts at random: nothing to restore.
@@ -290,11 +292,11 @@ def test_a_from_scratch_student_is_built_from_the_tiny_config(
                               schema.STUDENT_BERT_CONFIG_FILENAME)
   assert inputs.source_bert_config_file == source_file
   assert inputs.bert_config_file == student_file
-  assert (inputs.student_layers, inputs.source_layers) == ([1], 2)
+  assert (inputs.student_layers, inputs.source_layers) == ([0], 2)
   assert _read_json(source_file)["num_hidden_layers"] == 2
   assert _read_json(student_file) == dict(_read_json(source_file),
                                           num_hidden_layers=1)
-  assert f"Student: 1 of 2 layers (1) from {source_file}" in caplog.text
+  assert f"Student: 1 of 2 layers (0) from {source_file}" in caplog.text
   assert manifest.read(config.output_dir)["files"]["bert_config"] == {
       "path": student_file,
       "sha256": manifest.cache_files.file_sha256(student_file)}

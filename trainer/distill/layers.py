@@ -1,15 +1,20 @@
 """Which source layers a student keeps, its bert_config and its restore map.
 
-Pure Python (no TensorFlow). `--student_layers` is a count K (K layers of
-the source model's N, spread evenly, always keeping the last) or 0-based
-indices. The student is the source's `BertModel` with K encoder layers; its
+Pure Python (no TensorFlow). `--student_layers` is a count K or 0-based
+indices. A count keeps the source's bottom K layers
+(`--student_layer_choice bottom`, the default) or K spread evenly, always
+keeping the last (`even`). Bottom layers start the student as the
+source's own first K layers, consecutive, as they were trained; on
+CoNLL-2003 a 3-of-6 MiniLM student distilled from its teacher reached test
+F1 0.8531 from layers 0, 1, 2 (one seed) against 0.8063 +- 0.0015 from
+layers 1, 3, 5 (3 seeds; bench/README.md, "Distillation"). The student is the source's `BertModel` with K encoder layers; its
 layer i starts from source layer `layers[i]`; embeddings, pooler and every
 other same-named, same-shaped variable start from the source as usual.
 
-Example: a 6-layer source, --student_layers 3 -> layers [1, 3, 5]; the
-student's bert_config has "num_hidden_layers": 3, and its variable
-bert/encoder/layer_2/output/dense/kernel is restored from the checkpoint's
-bert/encoder/layer_5/output/dense/kernel.
+Example: a 6-layer source, --student_layers 3 --student_layer_choice even
+-> layers [1, 3, 5]; the student's bert_config has "num_hidden_layers": 3,
+and its variable bert/encoder/layer_2/output/dense/kernel is restored from
+the checkpoint's bert/encoder/layer_5/output/dense/kernel.
 """
 
 import re
@@ -20,6 +25,21 @@ from trainer.errors import UserError
 
 # A student variable of encoder layer i: (prefix, i, rest of the name).
 _ENCODER_LAYER = re.compile(r"^(bert/encoder/layer_)(\d+)(/.*)$")
+
+
+# How a count K picks source layers (--student_layer_choice).
+LAYER_CHOICES = options.LAYER_CHOICES
+
+
+def bottom_layers(k: int, n: int) -> list[int]:
+  """The first K of N layers: 3 of 6 -> [0, 1, 2].
+
+  Raises:
+    ValueError: unless 1 <= k <= n.
+  """
+  if not 1 <= k <= n:
+    raise ValueError(f"Cannot choose {k} of {n} layers.")
+  return list(range(k))
 
 
 def even_layers(k: int, n: int) -> list[int]:
@@ -41,16 +61,20 @@ def even_layers(k: int, n: int) -> list[int]:
 
 
 def resolve_student_layers(spec: Optional[str], source_layers: int,
-                           source: str) -> Optional[list[int]]:
+                           source: str, choice: str = "bottom"
+                           ) -> Optional[list[int]]:
   """--student_layers -> the source layer behind each student layer.
 
-  Example: ("3", 6, "ckpt/bert_config.json") -> [1, 3, 5];
-  ("0,2", 6, ...) -> [0, 2]; (None, 6, ...) -> None.
+  Example: ("3", 6, "ckpt/bert_config.json") -> [0, 1, 2];
+  ("3", 6, ..., "even") -> [1, 3, 5]; ("0,2", 6, ...) -> [0, 2];
+  (None, 6, ...) -> None.
 
   Args:
     spec: the flag's value: a count "K" or indices "i,j,...".
     source_layers: num_hidden_layers of the source model.
     source: where the source model's config is (for messages).
+    choice: how a count picks layers: "bottom" or "even"
+      (--student_layer_choice; ignored for indices).
 
   Raises:
     UserError: naming --student_layers, its value, the source's layer count
@@ -66,7 +90,8 @@ def resolve_student_layers(spec: Optional[str], source_layers: int,
           f"--student_layers={spec} asks for {numbers[0]} layers, but the "
           f"source model has {source_layers} ({source}); pass a count from 1 "
           f"to {source_layers}.")
-    return even_layers(numbers[0], source_layers)
+    pick = even_layers if choice == "even" else bottom_layers
+    return pick(numbers[0], source_layers)
   if numbers[-1] >= source_layers:
     raise UserError(
         f"--student_layers={spec} names layer {numbers[-1]}, but the source "

@@ -6,9 +6,10 @@
                               checkpoint tags the training windows once
                               (`trainer.distill.teacher`) and the student
                               learns from those distributions.
-  --student_layers K|i,j,...  a student with K encoder layers chosen evenly
-                              from the source model's (or the listed 0-based
-                              layer indices), initialised from them.
+  --student_layers K|i,j,...  a student with K encoder layers of the source
+                              model's (its first K, or spread evenly with
+                              --student_layer_choice even; or the listed
+                              0-based layer indices), initialised from them.
   --distill_alpha A           loss = A * gold loss + (1 - A) * T^2 * KL.
   --distill_temperature T     softens both distributions in the KL term.
   --distill_unlabelled_file F sentences without tags (text or JSON lines)
@@ -22,6 +23,9 @@ from typing import Any, Optional
 
 from trainer.errors import UserError
 
+# How a --student_layers count picks the source's layers: its first K, or K
+# spread evenly keeping the last (trainer.distill.layers).
+LAYER_CHOICES = ("bottom", "even")
 DEFAULT_ALPHA = 0.5
 DEFAULT_TEMPERATURE = 2.0
 
@@ -64,6 +68,9 @@ def check(config: Any) -> None:
     UserError: naming the flag, the value and the fix.
   """
   parse_layer_spec(config.student_layers)
+  if config.student_layer_choice not in LAYER_CHOICES:
+    raise UserError(f"--student_layer_choice={config.student_layer_choice!r} "
+                    f"is not one of {', '.join(LAYER_CHOICES)}.")
   if not 0.0 <= config.distill_alpha <= 1.0:
     raise UserError(f"--distill_alpha={config.distill_alpha} must be in "
                     "[0, 1] (the gold loss's weight; 1 - alpha weighs the "

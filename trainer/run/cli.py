@@ -279,9 +279,14 @@ def _define_distill_flags(defaults: config_lib.NerConfig) -> None:
                       "tags the training windows once and the student learns "
                       "from its per-token label distributions.")
   flags.DEFINE_string("student_layers", None,
-                      "A student with this many encoder layers, chosen "
-                      "evenly from the model's (3 of 6: layers 1,3,5), or "
-                      "the 0-based layer indices to keep, e.g. 1,3,5.")
+                      "A student with this many encoder layers of the "
+                      "model's (see --student_layer_choice), or the 0-based "
+                      "layer indices to keep, e.g. 1,3,5.")
+  flags.DEFINE_enum("student_layer_choice", defaults.student_layer_choice,
+                    ["bottom", "even"],
+                    "How a --student_layers count picks layers: the first "
+                    "K (3 of 6: 0,1,2) or K spread evenly keeping the last "
+                    "(3 of 6: 1,3,5).")
   flags.DEFINE_float("distill_alpha", defaults.distill_alpha,
                      "Weight of the gold-tag loss in [0, 1]; 1 - alpha "
                      "weighs T^2 * KL(teacher || student).")

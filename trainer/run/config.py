@@ -206,6 +206,8 @@ class NerConfig:
   # --- Distillation (trainer.distill; checks in distill.options).
   teacher_dir: Optional[str] = None     # a finished run's output_dir
   student_layers: Optional[str] = None  # "3", or 0-based indices "1,3,5"
+  # How a count picks the source's layers: "bottom" (its first K) or "even".
+  student_layer_choice: str = "bottom"
   distill_alpha: float = distill_options.DEFAULT_ALPHA  # gold loss weight
   # Temperature T of teacher and student distributions in the KL term.
   distill_temperature: float = distill_options.DEFAULT_TEMPERATURE

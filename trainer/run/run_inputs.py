@@ -308,7 +308,8 @@ class RunInputs:
                       "model's layers. Pass its bert_config.json.")
     self.source_layers = source["num_hidden_layers"]
     self.student_layers = distill_layers.resolve_student_layers(
-        spec, self.source_layers, source_path)
+        spec, self.source_layers, source_path,
+        self.config.student_layer_choice)
     student = distill_layers.student_bert_config(source, self.student_layers)
     previous = _read_json_or_none(path)
     if trained and not tf.io.gfile.exists(path):

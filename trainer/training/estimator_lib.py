@@ -162,14 +162,15 @@ def student_layers(config: Any) -> Optional[list[int]]:
   model is --bert_config_file (the run builds the student from
   `<output_dir>/student_bert_config.json`, see `run_inputs.RunInputs`).
 
-  Example: --student_layers 3 on a 6-layer --bert_config_file -> [1, 3, 5].
+  Example: --student_layers 3 on a 6-layer --bert_config_file -> [0, 1, 2]
+  ([1, 3, 5] with --student_layer_choice even).
   """
   if not (config.student_layers and config.init_checkpoint):
     return None
   source = modeling.BertConfig.from_json_file(config.bert_config_file)
   return distill_layers.resolve_student_layers(
       config.student_layers, source.num_hidden_layers,
-      config.bert_config_file)
+      config.bert_config_file, config.student_layer_choice)
 
 
 def distill_settings(config: Any) -> Optional[distill_loss.DistillSettings]:
