@@ -80,13 +80,14 @@ QUICK = dict(rounds=1, latency_requests=10, batches=3, sentence_limit=64,
 
 
 def mode_plan(student_layers, teacher_layers, alpha, temperature,
-              distill_init="teacher", ablation=False):
+              distill_init="teacher", ablation=False, layer_choice="bottom"):
   """[(mode, layers, settings)] in run order, the teacher first.
 
   Example: ([3], 6, 0.5, 2.0) -> [("teacher", 6, full), ("3-distill", 3,
-  full + student_layers "3", teacher_dir None (`train_modes` sets it),
-  init_from_teacher True, distill_alpha 0.5, distill_temperature 2.0),
-  ("3-gold", 3, full + student_layers "3")], full =
+  full + student_layers "3", student_layer_choice "bottom", teacher_dir
+  None (`train_modes` sets it), init_from_teacher True, distill_alpha 0.5,
+  distill_temperature 2.0), ("3-gold", 3, full + student_layers "3",
+  student_layer_choice "bottom")], full =
   `conll2003.MODES["full"]`. A distilled student starts from the teacher's
   fine-tuned layers (and head) unless distill_init is "pretrained"; a gold
   student is the pre-trained model with layers cut. With `ablation`, each K
@@ -97,7 +98,9 @@ def mode_plan(student_layers, teacher_layers, alpha, temperature,
   plan = [(TEACHER, teacher_layers, full)]
   ablations = []
   for layers in student_layers:
-    student = dict(full, student_layers=str(layers))
+    # The choice is spelled out so that --reuse tells runs of either apart.
+    student = dict(full, student_layers=str(layers),
+                   student_layer_choice=layer_choice)
     distilled = dict(student, teacher_dir=None, distill_alpha=alpha,
                      distill_temperature=temperature)
     if distill_init == "teacher":
@@ -315,6 +318,9 @@ def parse_args(argv):
                       "start: the teacher's fine-tuned layers and head "
                       "(--init_checkpoint <teacher>/model.ckpt-N), or the "
                       "pre-trained model's layers as the gold students.")
+  parser.add_argument("--student_layer_choice", choices=("bottom", "even"),
+                      default="bottom", help="which layers a student of K "
+                      "keeps (the trainer's --student_layer_choice).")
   parser.add_argument("--ablation", action="store_true",
                       help="also K-gold-tinit: gold tags only, from the "
                       "teacher's layers (run last).")
@@ -404,7 +410,7 @@ def main(argv=None):
   modes = train_modes(
       mode_plan(args.student_layers_list, setup["teacher_layers"],
                 args.distill_alpha, args.distill_temperature,
-                args.distill_init, args.ablation),
+                args.distill_init, args.ablation, args.student_layer_choice),
       args.seeds, args.teacher_seeds, setup.pop("context"))
   speed = distill_speed.measure_speed(modes, settings, setup["data_dir"],
                                      setup["hf_model_dir"], args.work_dir,
@@ -418,6 +424,7 @@ def main(argv=None):
       settings=dict(settings, **{key: getattr(args, key) for key in (
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
           "distill_temperature", "distill_init", "ablation",
+          "student_layer_choice",
           "num_train_epochs", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,

@@ -22,30 +22,30 @@ FULL = {"freeze_bert": False, "learning_rate": 5e-5, "num_train_epochs": 3.0}
 def test_plan_puts_the_teacher_first_and_pairs_each_student():
   assert distill.mode_plan([3, 2], 6, 0.7, 1.5, "pretrained") == [
       ("teacher", 6, FULL),
-      ("3-distill", 3, dict(FULL, student_layers="3", teacher_dir=None,
+      ("3-distill", 3, dict(FULL, student_layers="3", student_layer_choice="bottom", teacher_dir=None,
                             distill_alpha=0.7, distill_temperature=1.5)),
-      ("3-gold", 3, dict(FULL, student_layers="3")),
-      ("2-distill", 2, dict(FULL, student_layers="2", teacher_dir=None,
+      ("3-gold", 3, dict(FULL, student_layers="3", student_layer_choice="bottom")),
+      ("2-distill", 2, dict(FULL, student_layers="2", student_layer_choice="bottom", teacher_dir=None,
                             distill_alpha=0.7, distill_temperature=1.5)),
-      ("2-gold", 2, dict(FULL, student_layers="2"))]
+      ("2-gold", 2, dict(FULL, student_layers="2", student_layer_choice="bottom"))]
 
 
 def test_plan_starts_distilled_students_from_the_teacher_by_default():
   plan = distill.mode_plan([3], 6, 0.5, 2.0, ablation=True)
   assert [name for name, _, _ in plan] == [
       "teacher", "3-distill", "3-gold", "3-gold-tinit"]
-  assert plan[1][2] == dict(FULL, student_layers="3", teacher_dir=None,
+  assert plan[1][2] == dict(FULL, student_layers="3", student_layer_choice="bottom", teacher_dir=None,
                             distill_alpha=0.5, distill_temperature=2.0,
                             init_from_teacher=True)
-  assert plan[3][2] == dict(FULL, student_layers="3", init_from_teacher=True)
+  assert plan[3][2] == dict(FULL, student_layers="3", student_layer_choice="bottom", init_from_teacher=True)
   # The teacher's folder goes where each mode needs it.
   assert distill._with_teacher(plan[1][2], "/t") == dict(
-      FULL, student_layers="3", teacher_dir="/t", distill_alpha=0.5,
+      FULL, student_layers="3", student_layer_choice="bottom", teacher_dir="/t", distill_alpha=0.5,
       distill_temperature=2.0, init_checkpoint="/t")
   assert distill._with_teacher(plan[2][2], "/t") == dict(
-      FULL, student_layers="3")
+      FULL, student_layers="3", student_layer_choice="bottom")
   assert distill._with_teacher(plan[3][2], "/t") == dict(
-      FULL, student_layers="3", init_checkpoint="/t")
+      FULL, student_layers="3", student_layer_choice="bottom", init_checkpoint="/t")
 
 
 def test_parse_args_defaults_and_layer_lists(capsys):
