@@ -188,17 +188,25 @@ class EpochTimingHook(tf1.train.SessionRunHook):
 
   def _record(self, epoch: int, seconds: float) -> None:
     record = {"steps_per_epoch": self._steps_per_epoch, "epochs": []}
+    previous = {}
     if tf.io.gfile.exists(self._path):
-      with tf.io.gfile.GFile(self._path) as reader:
-        previous = json.load(reader)
+      try:  # a run killed while writing it (before writes were atomic)
+        with tf.io.gfile.GFile(self._path) as reader:
+          previous = json.load(reader)
+      except ValueError:
+        logging.warning("Starting %s afresh: it is not readable JSON.",
+                        self._path)
+    if previous:
       if previous.get("steps_per_epoch") == self._steps_per_epoch:
         record["epochs"] = [entry for entry in previous.get("epochs", [])
                             if entry["epoch"] != epoch]
     record["epochs"].append({"epoch": epoch, "seconds": round(seconds, 3),
                              "end_step": self._step})
     record["epochs"].sort(key=lambda entry: entry["epoch"])
-    with tf.io.gfile.GFile(self._path, "w") as writer:
+    # Written aside, then renamed: a run killed here leaves the old file.
+    with tf.io.gfile.GFile(self._path + ".tmp", "w") as writer:
       json.dump(record, writer, indent=2)
+    tf.io.gfile.rename(self._path + ".tmp", self._path, overwrite=True)
 
 
 def epoch_seconds(path: str) -> dict[int, float]:
