@@ -73,6 +73,9 @@ from trainer.errors import UserError  # noqa: E402
 
 RESULT_PREFIX = "DISTILL_RESULT "
 TEACHER = distill_report.TEACHER
+# Options of every run that change what it trains, beyond its mode's
+# settings: a saved result is reused only when they match too.
+REUSE_OPTIONS = ("num_train_epochs", "num_train_steps")
 FULL = dict(rounds=2, latency_requests=300, batches=20, sentence_limit=0,
             num_train_steps=None)
 QUICK = dict(rounds=1, latency_requests=10, batches=3, sentence_limit=64,
@@ -80,7 +83,8 @@ QUICK = dict(rounds=1, latency_requests=10, batches=3, sentence_limit=64,
 
 
 def mode_plan(student_layers, teacher_layers, alpha, temperature,
-              distill_init="teacher", ablation=False, layer_choice="bottom"):
+              distill_init="teacher", ablation=False, layer_choice="bottom",
+              student_epochs=None):
   """[(mode, layers, settings)] in run order, the teacher first.
 
   Example: ([3], 6, 0.5, 2.0) -> [("teacher", 6, full), ("3-distill", 3,
@@ -92,7 +96,9 @@ def mode_plan(student_layers, teacher_layers, alpha, temperature,
   fine-tuned layers (and head) unless distill_init is "pretrained"; a gold
   student is the pre-trained model with layers cut. With `ablation`, each K
   also gets "K-gold-tinit" (gold only, from the teacher's layers: what the
-  KL term adds on its own) for the first K, after every other mode.
+  KL term adds on its own) for the first K, after every other mode. With
+  `student_epochs`, every student (distilled, gold and ablation alike)
+  trains that many epochs; the teacher keeps the recipe's.
   """
   full = dict(conll2003.MODES["full"])
   plan = [(TEACHER, teacher_layers, full)]
@@ -101,6 +107,8 @@ def mode_plan(student_layers, teacher_layers, alpha, temperature,
     # The choice is spelled out so that --reuse tells runs of either apart.
     student = dict(full, student_layers=str(layers),
                    student_layer_choice=layer_choice)
+    if student_epochs is not None:
+      student["num_train_epochs"] = float(student_epochs)
     distilled = dict(student, teacher_dir=None, distill_alpha=alpha,
                      distill_temperature=temperature)
     if distill_init == "teacher":
@@ -166,10 +174,16 @@ def train_run(name, settings, index, context, reuse):
           context["checkpoint_dir"],
           "settings": dict(settings, seed=seed, do_export=index == 0),
           "options": dict(context["options"], seed_index=index)}
+  requested_options = {key: context["options"].get(key)
+                       for key in REUSE_OPTIONS}
   if reuse and os.path.exists(path):
     with open(path, encoding="utf-8") as reader:
       saved = json.load(reader)
-    if saved.get("requested_settings") == spec["settings"]:
+    # Results written before "requested_options" was recorded ran with
+    # neither override.
+    if (saved.get("requested_settings") == spec["settings"] and
+        saved.get("requested_options", dict.fromkeys(REUSE_OPTIONS)) ==
+        requested_options):
       return dict(saved, reused=True)
     print(f"=== {stem}: settings changed since {path}; training again.")
   print(f"=== {stem}: {json.dumps(spec['settings'])}", flush=True)
@@ -180,6 +194,7 @@ def train_run(name, settings, index, context, reuse):
     print(f"!!! {stem} failed: {error}", flush=True)
     return {"mode": name, "seed": seed, "error": error}
   result.update(peak_rss_bytes_tree=peak, requested_settings=spec["settings"],
+                requested_options=requested_options,
                 wall_seconds=round(time.time() - started, 1),
                 loadavg_1min=[loadavg, os.getloadavg()[0]])
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -308,6 +323,10 @@ def parse_args(argv):
                       "checks are about the first (default 3,2).")
   parser.add_argument("--num_train_epochs", type=float,
                       help="override the recipe's 3 epochs.")
+  parser.add_argument("--student_num_train_epochs", type=float,
+                      help="epochs of every student (distilled and gold "
+                      "alike); the teacher keeps the recipe's (or "
+                      "--num_train_epochs).")
   parser.add_argument("--distill_alpha", type=float,
                       default=distill_options.DEFAULT_ALPHA,
                       help="gold loss weight of the distilled students.")
@@ -327,7 +346,13 @@ def parse_args(argv):
   for key, value in FULL.items():
     parser.add_argument(f"--{key}", type=int, default=None,
                         help=f"default {value} (--quick: {QUICK[key]}).")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if (args.num_train_epochs is not None and
+      args.student_num_train_epochs is not None):
+    parser.error("--num_train_epochs sets every run's epochs, the "
+                 "students' included; give it or --student_num_train_epochs, "
+                 "not both.")
+  return args
 
 
 def _layers_of(config_file, flag):
@@ -410,7 +435,8 @@ def main(argv=None):
   modes = train_modes(
       mode_plan(args.student_layers_list, setup["teacher_layers"],
                 args.distill_alpha, args.distill_temperature,
-                args.distill_init, args.ablation, args.student_layer_choice),
+                args.distill_init, args.ablation, args.student_layer_choice,
+                args.student_num_train_epochs),
       args.seeds, args.teacher_seeds, setup.pop("context"))
   speed = distill_speed.measure_speed(modes, settings, setup["data_dir"],
                                      setup["hf_model_dir"], args.work_dir,
@@ -424,8 +450,8 @@ def main(argv=None):
       settings=dict(settings, **{key: getattr(args, key) for key in (
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
           "distill_temperature", "distill_init", "ablation",
-          "student_layer_choice",
-          "num_train_epochs", "reuse")}),
+          "student_layer_choice", "num_train_epochs",
+          "student_num_train_epochs", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,
           "source": "PyTorch + HF Trainer, same recipe (bench/README.md)"},

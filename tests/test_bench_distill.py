@@ -48,6 +48,23 @@ def test_plan_starts_distilled_students_from_the_teacher_by_default():
       FULL, student_layers="3", student_layer_choice="bottom", init_checkpoint="/t")
 
 
+def test_plan_student_epochs_reach_every_student_but_not_the_teacher():
+  plan = distill.mode_plan([2], 6, 0.5, 2.0, ablation=True, student_epochs=5)
+  assert [(name, settings["num_train_epochs"]) for name, _, settings
+          in plan] == [("teacher", 3.0), ("2-distill", 5.0), ("2-gold", 5.0),
+                       ("2-gold-tinit", 5.0)]
+
+
+def test_parse_args_refuses_both_epoch_overrides(capsys):
+  assert distill.parse_args(["--student_num_train_epochs", "5"]
+                            ).student_num_train_epochs == 5.0
+  with pytest.raises(SystemExit):
+    distill.parse_args(["--num_train_epochs", "4",
+                        "--student_num_train_epochs", "5"])
+  assert "give it or --student_num_train_epochs, not both" in (
+      capsys.readouterr().err)
+
+
 def test_parse_args_defaults_and_layer_lists(capsys):
   args = distill.parse_args([])
   assert (args.seeds, args.teacher_seeds, args.student_layers_list) == (
@@ -141,6 +158,33 @@ def test_reuse_skips_saved_runs_unless_their_settings_changed(
   distill.train_modes(distill.mode_plan([1], 2, 0.9, 2.0), 1, 1,
                       _context(tmp_path, reuse=True))
   assert [spec["name"] for spec in again.specs] == ["1-distill"]
+
+
+def test_reuse_trains_again_when_the_epochs_override_changed(
+    tmp_path, monkeypatch):
+  outcomes = {"teacher": {42: 0.9}, "1-distill": {42: 0.8},
+              "1-gold": {42: 0.7}}
+  monkeypatch.setattr(distill, "_run_child", _FakeChildren(outcomes))
+  plan = distill.mode_plan([1], 2, 0.5, 2.0)
+  distill.train_modes(plan, 1, 1, _context(tmp_path))
+  saved = json.loads((tmp_path / "runs" / "1-gold-seed42.json").read_text())
+  assert saved["requested_options"] == {"num_train_epochs": None,
+                                        "num_train_steps": None}
+  again = _FakeChildren(outcomes)
+  monkeypatch.setattr(distill, "_run_child", again)
+  context = _context(tmp_path, reuse=True)
+  context["options"]["num_train_epochs"] = 1.0
+  distill.train_modes(plan, 1, 1, context)
+  assert [spec["name"] for spec in again.specs] == [
+      "teacher", "1-distill", "1-gold"]
+  # A result saved before the options were recorded counts as no override.
+  del saved["requested_options"]
+  (tmp_path / "runs" / "1-gold-seed42.json").write_text(json.dumps(saved))
+  third = _FakeChildren(outcomes)
+  monkeypatch.setattr(distill, "_run_child", third)
+  distill.train_modes(distill.mode_plan([1], 2, 0.5, 2.0), 1, 1,
+                      _context(tmp_path, reuse=True))
+  assert "1-gold" not in [spec["name"] for spec in third.specs]
 
 
 def test_a_failed_teacher_fails_the_distilled_students_only(
