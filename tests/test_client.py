@@ -62,8 +62,9 @@ def test_client_batches_windows_and_needs_assets(tmp_path):
   texts = ["张三去北京"] * 5 + ["张" * 20]
   records = ner.predict_records(texts)
   assert [len(r["tags"]) for r in records] == [5] * 5 + [20]
-  # 5 one-window texts + 8 windows of the long one, 3 per request.
-  assert transport.batch_sizes == [3, 3, 3, 3, 1]
+  # 5 one-window texts (7 pieces) + 8 windows of the long one (8 pieces),
+  # at most 3 per request, the short ones apart from the long ones.
+  assert transport.batch_sizes == [2, 3, 2, 3, 3]
   assert set(transport.signatures) == {"predict_examples"}
   assert ner.predict(["北京"]) == [[]]
   assert (ner.max_seq_length, ner.doc_stride) == (8, 2)
@@ -74,6 +75,51 @@ def test_client_batches_windows_and_needs_assets(tmp_path):
   text_client = client.NerClient(signature="predict_text", batch_size=4,
                                  transport=RecordingTransport())
   assert text_client.predict(["北京", "", "张 三"]) == [[], [], []]
+
+
+class EchoTransport:
+  """serving_default answers: each piece's label id is its input id mod 5,
+  so a window answered in another window's place shows in the tags."""
+
+  def __init__(self):
+    self.widths = []
+
+  def predict(self, signature_name, inputs):
+    assert signature_name == "serving_default"
+    ids = np.asarray(inputs["input_ids"])
+    self.widths.append(ids.shape)
+    return {"label_ids": (ids % 5).astype(np.int32),
+            "scores": np.ones(ids.shape, np.float32)}
+
+  def close(self):
+    pass
+
+
+def test_windows_grouped_by_length_come_back_in_request_order(tmp_path):
+  vocab, labels = _assets(tmp_path)
+  texts = ["张" * 12, "北", "京 三", "张三去北京" * 2, "去", "北京"]
+  config = {"max_seq_length": 16, "doc_stride": 8, "do_lower_case": True}
+  records = {}
+  transports = {}
+  for overhead in (None, 4):
+    transports[overhead] = EchoTransport()
+    ner = client.NerClient(
+        vocab_file=vocab, labels_file=labels, ner_config=config,
+        signature="serving_default", batch_size=4,
+        transport=transports[overhead], request_overhead_pieces=overhead)
+    records[overhead] = ner.predict_records(texts)
+  # In order: [14, 3, 4, 12] and [3, 4] pieces, padded to 14 and 4.
+  assert transports[None].widths == [(4, 14), (2, 4)]
+  # Sorted: [3, 3, 4, 4] then [12, 14]: 4x4 + 2x14 + 2x4 = 52 < 72.
+  assert transports[4].widths == [(4, 4), (2, 14)]
+  assert records[4] == records[None]
+  # Label id = piece id mod 5: "北" 8 -> 3 "I-LOC"; "京" 9 -> 4 "I-PER";
+  # "三" 6 -> 1 "B-LOC".
+  assert records[4][1]["tags"] == ["I-LOC"]
+  assert records[4][2]["tags"] == ["I-PER", "B-LOC"]
+  with pytest.raises(ValueError, match="request_overhead_pieces >= 0"):
+    client.NerClient(vocab_file=vocab, labels_file=labels, ner_config=config,
+                     transport=EchoTransport(), request_overhead_pieces=-1)
 
 
 def test_predict_text_requests_fit_the_servers_character_bound():

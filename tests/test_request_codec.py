@@ -114,9 +114,38 @@ def test_records_from_text_outputs_skip_whitespace():
     request_codec.records_from_text_outputs(texts, outputs)
 
 
-def test_batches():
-  assert request_codec.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
-  assert request_codec.batches([], 2) == []
+def test_length_batches_minimize_padding_plus_overhead():
+  # The docstring's example: 2x8 + 2x37 + 2x10 = 110 beats one request
+  # (4x37 + 10 = 158) and every other cut.
+  assert request_codec.length_batches([3, 37, 8, 33], 4, 10) == [
+      [0, 2], [3, 1]]
+  assert request_codec.length_batches([3, 37, 8, 33], 4, 100) == [
+      [0, 2, 3, 1]]
+  # None keeps the request order, batch_size at a time.
+  assert request_codec.length_batches([3, 37, 8, 33, 5], 2, None) == [
+      [0, 1], [2, 3], [4]]
+  # batch_size caps every request even when one would be cheaper.
+  assert request_codec.length_batches([5] * 5, 2, 1000) == [
+      [0], [1, 2], [3, 4]]
+  # Equal lengths: fewest requests; no overhead: one request per length.
+  assert request_codec.length_batches([9, 4, 9, 4], 4, 0) == [
+      [1, 3], [0, 2]]
+  assert request_codec.length_batches([], 4, 10) == []
+  assert request_codec.length_batches([], 4, None) == []
+
+
+def test_length_batches_use_every_index_once_and_never_cost_more():
+  lengths = [(index * 37) % 61 + 3 for index in range(200)]
+  for overhead in (0, 16, 64, 1000):
+    groups = request_codec.length_batches(lengths, 32, overhead)
+    assert sorted(i for group in groups for i in group) == list(range(200))
+    assert max(len(group) for group in groups) <= 32
+    cost = sum(len(group) * max(lengths[i] for i in group) + overhead
+               for group in groups)
+    in_order = sum(len(group) * max(lengths[i] for i in group) + overhead
+                   for group in request_codec.length_batches(
+                       lengths, 32, None))
+    assert cost <= in_order
 
 
 def test_merge_reuses_the_trainer_function():

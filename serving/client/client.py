@@ -76,6 +76,11 @@ class NerClient:
     max_retries: retries of a request answered UNAVAILABLE (server starting,
       connection refused), with backoff `backoff_s * 2**attempt` seconds.
     batch_size: windows (or, for predict_text, texts) per request.
+    request_overhead_pieces: windows are sorted by length and grouped into
+      requests that minimize padded word-pieces plus this many per request
+      (`request_codec.length_batches`; default
+      `request_codec.DEFAULT_REQUEST_OVERHEAD_PIECES`); None sends them in
+      order, `batch_size` at a time. Tags are the same either way.
     version: a model version to pin; default the latest the server has.
     word_splitter: text -> words; default `readers.default_word_splitter`
       (what `run_ner.py` uses for raw text).
@@ -95,7 +100,9 @@ class NerClient:
                timeout_s: float = 10.0, max_retries: int = 3,
                backoff_s: float = 0.1, batch_size: int = 32,
                version: Optional[int] = None, word_splitter=None,
-               transport=None):
+               transport=None,
+               request_overhead_pieces: Optional[int] = (
+                   request_codec.DEFAULT_REQUEST_OVERHEAD_PIECES)):
     transports.check_protocol(protocol)
     if signature not in CLIENT_SIGNATURES:
       raise ValueError(f"signature={signature!r}; use one of "
@@ -104,6 +111,10 @@ class NerClient:
       raise ValueError("Need batch_size >= 1, timeout_s > 0, max_retries >= "
                        f"0; got {batch_size!r}, {timeout_s!r}, "
                        f"{max_retries!r}.")
+    if request_overhead_pieces is not None and request_overhead_pieces < 0:
+      raise ValueError("Need request_overhead_pieces >= 0 (or None to keep "
+                       f"the request order); got {request_overhead_pieces!r}.")
+    self.request_overhead_pieces = request_overhead_pieces
     self.signature = signature
     self.batch_size = batch_size
     self._word_splitter = word_splitter
@@ -236,12 +247,16 @@ class NerClient:
     windows = request_codec.build_windows(sentences, self._tokenizer,
                                           self.max_seq_length, self.doc_stride,
                                           contexts)
-    merged_inputs = []
-    for chunk in request_codec.batches(windows, self.batch_size):
+    merged_inputs = [None] * len(windows)
+    for group in request_codec.length_batches(
+        [len(window.input_ids) for window in windows], self.batch_size,
+        self.request_overhead_pieces):
+      chunk = [windows[index] for index in group]
       outputs = self._transport.predict(
           self.signature, request_codec.window_inputs(chunk, self.signature))
-      merged_inputs.extend(request_codec.window_outputs_for_merge(chunk,
-                                                                  outputs))
+      for index, merged in zip(group, request_codec.window_outputs_for_merge(
+          chunk, outputs)):
+        merged_inputs[index] = merged
     return request_codec.records_from_window_outputs(sentences, merged_inputs,
                                                      self.label_names)
 
