@@ -74,3 +74,28 @@ def test_case_must_match_a_known_checkpoint_name():
         False, "ckpt/uncased_L-12_H-768_A-12/bert_model.ckpt")
   tokenization.validate_case_matches_checkpoint(
       True, "ckpt/uncased_L-12_H-768_A-12/bert_model.ckpt")
+
+
+def test_remembered_words_give_fresh_equal_lists_and_pickle(
+    vocab_file, monkeypatch):
+  import pickle  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tokenization, "WORD_CACHE_SIZE", 2)
+  tokenizer = tokenization.NerTokenizer(vocab_file, do_lower_case=True)
+  first = tokenizer.tokenize_word("Johanson")
+  first.append("changed by the caller")
+  assert tokenizer.tokenize_word("Johanson") == ["johan", "##son"]
+  assert tokenizer.cached_words() == 1
+  calls = []
+  monkeypatch.setattr(tokenizer._basic, "tokenize",
+                      lambda text: calls.append(text) or ["paris"])
+  assert tokenizer.tokenize_word("Johanson") == ["johan", "##son"]
+  assert tokenizer.tokenize_word("Paris") == ["paris"]
+  assert calls == ["Paris"]  # remembered: BERT's tokenizer ran once
+  # Bounded: a third word pushes out the least recently used one.
+  tokenizer.tokenize_word("x")
+  assert tokenizer.cached_words() == 2
+  monkeypatch.undo()
+  copy = pickle.loads(pickle.dumps(
+      tokenization.NerTokenizer(vocab_file, do_lower_case=True)))
+  assert copy.cached_words() == 0
+  assert copy.tokenize_word("Paris!") == ["paris", "!"]
