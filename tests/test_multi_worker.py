@@ -230,3 +230,22 @@ def test_wait_and_timeout_flags_must_be_positive(tmp_path, name):
   with pytest.raises(UserError) as raised:
     _config(tmp_path, **{name: 0}).validate()
   assert str(raised.value) == f"--{name}=0 must be at least 1."
+
+
+def test_the_chief_tags_with_the_teacher_before_it_publishes(
+    tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(
+      train_lib.distill_run, "teacher_targets",
+      lambda config, inputs, path, estimator=None: calls.append(
+          ("teacher", path)))
+  monkeypatch.setattr(multi_worker, "publish",
+                      lambda config, inputs, role: calls.append(("publish",)))
+  config = _config(tmp_path)
+  inputs = train_lib._chief_inputs(config, CHIEF)
+  assert calls == [("teacher", inputs.features_file("train")[0]),
+                   ("publish",)]
+  # A single process builds them when it trains, as before.
+  calls.clear()
+  train_lib._chief_inputs(config, roles.TaskRole())
+  assert calls == []

@@ -7,8 +7,7 @@ Estimator (`estimator_lib`) and runs the phases the config selects:
 
     train -> evaluate (+ best export) -> predict -> export
 
-Each phase is a function of its own; `format_summary` reports where
-everything went.
+Each phase is a function of its own; `format_summary` reports where.
 """
 
 import contextlib
@@ -79,10 +78,8 @@ def input_fn_for(config: NerConfig, path: str, is_training: bool,
 
 
 def num_steps(config: NerConfig, num_train_windows: int) -> int:
-  """--num_train_steps, else epochs * windows / batch (at least 1).
-
-  Example: 100 windows, 3 epochs, batch 32 -> ceil(300 / 32) = 10.
-  """
+  """--num_train_steps, else epochs * windows / batch (at least 1): 100
+  windows, 3 epochs, batch 32 -> ceil(300 / 32) = 10."""
   if config.num_train_steps:
     return config.num_train_steps
   return max(1, int(math.ceil(num_train_windows * config.num_train_epochs
@@ -385,6 +382,9 @@ def _chief_inputs(config: NerConfig, role: roles.TaskRole) -> RunInputs:
   inputs.validate_data()  # every split the run reads, before step 1
   write_run_config(config, inputs)
   if role.is_multi_worker:
+    if config.do_train:  # teacher targets once; workers reuse the file
+      distill_run.teacher_targets(config, inputs,
+                                  inputs.features_file("train")[0])
     multi_worker.publish(config, inputs, role)
   return inputs
 
