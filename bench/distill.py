@@ -343,6 +343,14 @@ def parse_args(argv):
   parser.add_argument("--ablation", action="store_true",
                       help="also K-gold-tinit: gold tags only, from the "
                       "teacher's layers (run last).")
+  parser.add_argument("--modes", type=lambda text: [
+      name.strip() for name in text.split(",") if name.strip()],
+                      help="train only these modes (e.g. 3-distill; the "
+                      "teacher always runs or is reused): a probe of one "
+                      "setting.")
+  parser.add_argument("--skip_speed", action="store_true",
+                      help="no serving phase (its figures and checks read "
+                      "'not measured').")
   for key, value in FULL.items():
     parser.add_argument(f"--{key}", type=int, default=None,
                         help=f"default {value} (--quick: {QUICK[key]}).")
@@ -432,15 +440,23 @@ def main(argv=None):
   loadavg_start = list(os.getloadavg())
   command = " ".join(["python -m bench.distill"] + argv)
   setup = prepare(args, settings, command)
-  modes = train_modes(
-      mode_plan(args.student_layers_list, setup["teacher_layers"],
-                args.distill_alpha, args.distill_temperature,
-                args.distill_init, args.ablation, args.student_layer_choice,
-                args.student_num_train_epochs),
-      args.seeds, args.teacher_seeds, setup.pop("context"))
-  speed = distill_speed.measure_speed(modes, settings, setup["data_dir"],
-                                     setup["hf_model_dir"], args.work_dir,
-                                     _run_child)
+  plan = mode_plan(args.student_layers_list, setup["teacher_layers"],
+                   args.distill_alpha, args.distill_temperature,
+                   args.distill_init, args.ablation, args.student_layer_choice,
+                   args.student_num_train_epochs)
+  if args.modes:
+    unknown = sorted(set(args.modes) - {name for name, _, _ in plan})
+    if unknown:
+      raise UserError(f"--modes: no mode {', '.join(unknown)} in this plan; "
+                      f"it has {', '.join(name for name, _, _ in plan)}.")
+    plan = [step for step in plan
+            if step[0] == TEACHER or step[0] in args.modes]
+  modes = train_modes(plan, args.seeds, args.teacher_seeds,
+                      setup.pop("context"))
+  speed = ({"skipped": True, "summary": {}} if args.skip_speed else
+           distill_speed.measure_speed(modes, settings, setup["data_dir"],
+                                       setup["hf_model_dir"], args.work_dir,
+                                       _run_child))
   from trainer import cpu_features  # pylint: disable=import-outside-toplevel
   result = dict(
       setup, command=command,
@@ -451,7 +467,7 @@ def main(argv=None):
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
           "distill_temperature", "distill_init", "ablation",
           "student_layer_choice", "num_train_epochs",
-          "student_num_train_epochs", "reuse")}),
+          "student_num_train_epochs", "modes", "skip_speed", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,
           "source": "PyTorch + HF Trainer, same recipe (bench/README.md)"},

@@ -397,6 +397,38 @@ def test_main_writes_every_figure_with_stand_in_children(
   assert saved["data_dir"] == str(tmp_path / "work" / "data_first64")
 
 
+def test_modes_probe_one_setting_without_the_serving_phase(
+    tmp_path, monkeypatch):
+  (tmp_path / "ckpt").mkdir()
+  (tmp_path / "ckpt" / "bert_config.json").write_text(
+      json.dumps({"num_hidden_layers": 2}))
+  (tmp_path / "hf").mkdir()
+  (tmp_path / "hf" / "config.json").write_text(
+      json.dumps({"num_hidden_layers": 2}))
+  (tmp_path / "data").mkdir()
+  for split in ("train", "dev", "test"):
+    vs_pytorch.write_conll(str(tmp_path / "data" / f"{split}.txt"),
+                           [["Paris"]], [["B-LOC"]])
+  trainings = _FakeChildren({"teacher": {42: 0.9}, "1-distill": {42: 0.8}})
+  monkeypatch.setattr(distill, "_run_child", trainings)
+  common = ["--quick", "--seeds", "1", "--student_layers_list", "1",
+            "--checkpoint_dir", str(tmp_path / "ckpt"), "--hf_model_dir",
+            str(tmp_path / "hf"), "--data_dir", str(tmp_path / "data"),
+            "--work_dir", str(tmp_path / "work"), "--results_dir",
+            str(tmp_path / "results"), "--skip_speed"]
+  result = distill.main(common + ["--modes", "1-distill"])
+  assert [spec["name"] for spec in trainings.specs] == ["teacher",
+                                                         "1-distill"]
+  assert list(result["modes"]) == ["teacher", "1-distill"]
+  assert result["speed"] == {"skipped": True, "summary": {}}
+  assert [line.rsplit(": ", 1)[1] for line in result["checks"][1:]] == [
+      "not measured"] * 4  # no gold student, no serving phase
+  with pytest.raises(distill.UserError,
+                     match="--modes: no mode 3-gold in this plan; it has "
+                           "teacher, 1-distill, 1-gold."):
+    distill.main(common + ["--modes", "3-gold"])
+
+
 def _tiny_model_and_data(root):
   """A 2-layer HF BERT (the peer), its conversion (ours) and CoNLL data."""
   from trainer.convert import convert_checkpoint  # pylint: disable=C0415
