@@ -84,7 +84,7 @@ QUICK = dict(rounds=1, latency_requests=10, batches=3, sentence_limit=64,
 
 def mode_plan(student_layers, teacher_layers, alpha, temperature,
               distill_init="teacher", ablation=False, layer_choice="bottom",
-              student_epochs=None):
+              student_epochs=None, student_learning_rate=None):
   """[(mode, layers, settings)] in run order, the teacher first.
 
   Example: ([3], 6, 0.5, 2.0) -> [("teacher", 6, full), ("3-distill", 3,
@@ -97,8 +97,9 @@ def mode_plan(student_layers, teacher_layers, alpha, temperature,
   student is the pre-trained model with layers cut. With `ablation`, each K
   also gets "K-gold-tinit" (gold only, from the teacher's layers: what the
   KL term adds on its own) for the first K, after every other mode. With
-  `student_epochs`, every student (distilled, gold and ablation alike)
-  trains that many epochs; the teacher keeps the recipe's.
+  `student_epochs` (`student_learning_rate`), every student (distilled,
+  gold and ablation alike) trains that many epochs (at that rate); the
+  teacher keeps the recipe's.
   """
   full = dict(conll2003.MODES["full"])
   plan = [(TEACHER, teacher_layers, full)]
@@ -109,6 +110,8 @@ def mode_plan(student_layers, teacher_layers, alpha, temperature,
                    student_layer_choice=layer_choice)
     if student_epochs is not None:
       student["num_train_epochs"] = float(student_epochs)
+    if student_learning_rate is not None:
+      student["learning_rate"] = float(student_learning_rate)
     distilled = dict(student, teacher_dir=None, distill_alpha=alpha,
                      distill_temperature=temperature)
     if distill_init == "teacher":
@@ -323,6 +326,9 @@ def parse_args(argv):
                       "checks are about the first (default 3,2).")
   parser.add_argument("--num_train_epochs", type=float,
                       help="override the recipe's 3 epochs.")
+  parser.add_argument("--student_learning_rate", type=float,
+                      help="learning rate of every student (distilled and "
+                      "gold alike); the teacher keeps the recipe's 5e-5.")
   parser.add_argument("--student_num_train_epochs", type=float,
                       help="epochs of every student (distilled and gold "
                       "alike); the teacher keeps the recipe's (or "
@@ -443,7 +449,8 @@ def main(argv=None):
   plan = mode_plan(args.student_layers_list, setup["teacher_layers"],
                    args.distill_alpha, args.distill_temperature,
                    args.distill_init, args.ablation, args.student_layer_choice,
-                   args.student_num_train_epochs)
+                   args.student_num_train_epochs,
+                   args.student_learning_rate)
   if args.modes:
     unknown = sorted(set(args.modes) - {name for name, _, _ in plan})
     if unknown:
@@ -467,7 +474,7 @@ def main(argv=None):
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
           "distill_temperature", "distill_init", "ablation",
           "student_layer_choice", "num_train_epochs",
-          "student_num_train_epochs", "modes", "skip_speed", "reuse")}),
+          "student_num_train_epochs", "student_learning_rate", "modes", "skip_speed", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,
           "source": "PyTorch + HF Trainer, same recipe (bench/README.md)"},

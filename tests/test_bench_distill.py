@@ -49,10 +49,12 @@ def test_plan_starts_distilled_students_from_the_teacher_by_default():
 
 
 def test_plan_student_epochs_reach_every_student_but_not_the_teacher():
-  plan = distill.mode_plan([2], 6, 0.5, 2.0, ablation=True, student_epochs=5)
-  assert [(name, settings["num_train_epochs"]) for name, _, settings
-          in plan] == [("teacher", 3.0), ("2-distill", 5.0), ("2-gold", 5.0),
-                       ("2-gold-tinit", 5.0)]
+  plan = distill.mode_plan([2], 6, 0.5, 2.0, ablation=True, student_epochs=5,
+                           student_learning_rate=1e-4)
+  assert [(name, settings["num_train_epochs"], settings["learning_rate"])
+          for name, _, settings in plan] == [
+              ("teacher", 3.0, 5e-5), ("2-distill", 5.0, 1e-4),
+              ("2-gold", 5.0, 1e-4), ("2-gold-tinit", 5.0, 1e-4)]
 
 
 def test_parse_args_refuses_both_epoch_overrides(capsys):
