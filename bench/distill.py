@@ -474,7 +474,8 @@ def main(argv=None):
           "seeds", "teacher_seeds", "student_layers_list", "distill_alpha",
           "distill_temperature", "distill_init", "ablation",
           "student_layer_choice", "num_train_epochs",
-          "student_num_train_epochs", "student_learning_rate", "modes", "skip_speed", "reuse")}),
+          "student_num_train_epochs", "student_learning_rate", "modes",
+          "skip_speed", "reuse")}),
       hf_reference_test_f1={
           "value": distill_report.HF_REFERENCE_TEST_F1, "measured_here": False,
           "source": "PyTorch + HF Trainer, same recipe (bench/README.md)"},
