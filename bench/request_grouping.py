@@ -24,12 +24,12 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+from bench import conll2003
 from bench import serving_latency
 from serving.client import client as client_lib
 from serving.client import transports
 from serving.server import local_server
 from serving.server import saved_model_session
-from trainer import cpu_features
 from trainer.data.sample_data import sample_data_dir
 from trainer.export import export_versions
 
@@ -134,8 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
   batch = [sentences[i % len(sentences)] for i in range(args.batch_size)]
   loadavg_start = os.getloadavg()[0]
   result = {"command": " ".join(["python -m bench.request_grouping"] + argv),
-            "machine": (f"{cpu_features.cpu_model_name()}, {os.cpu_count()} "
-                        f"cores; {' '.join(cpu_features.reported_flags())}"),
+            "machine": conll2003._machine(),  # pylint: disable=protected-access
             "export_dir": export_versions.latest_version_dir(args.export_dir),
             "batch_size": args.batch_size, "batches": args.batches,
             "rounds": args.rounds,

@@ -144,13 +144,20 @@ def test_train_modes_aggregate_seeds_and_report_a_failed_mode(
   assert not (tmp_path / "runs" / "1-gold-seed42.json").exists()
 
 
-def test_reuse_skips_saved_runs_unless_their_settings_changed(
-    tmp_path, monkeypatch):
+def _trained_once(tmp_path, monkeypatch):
+  """Trains a 1-layer plan once with stand-in children (results saved in
+  tmp_path/runs); returns (plan, the children's outcomes)."""
   outcomes = {"teacher": {42: 0.9}, "1-distill": {42: 0.8},
               "1-gold": {42: 0.7}}
   monkeypatch.setattr(distill, "_run_child", _FakeChildren(outcomes))
   plan = distill.mode_plan([1], 2, 0.5, 2.0)
   distill.train_modes(plan, 1, 1, _context(tmp_path))
+  return plan, outcomes
+
+
+def test_reuse_skips_saved_runs_unless_their_settings_changed(
+    tmp_path, monkeypatch):
+  plan, outcomes = _trained_once(tmp_path, monkeypatch)
   again = _FakeChildren(outcomes)
   monkeypatch.setattr(distill, "_run_child", again)
   modes = distill.train_modes(plan, 1, 1, _context(tmp_path, reuse=True))
@@ -164,11 +171,7 @@ def test_reuse_skips_saved_runs_unless_their_settings_changed(
 
 def test_reuse_trains_again_when_the_epochs_override_changed(
     tmp_path, monkeypatch):
-  outcomes = {"teacher": {42: 0.9}, "1-distill": {42: 0.8},
-              "1-gold": {42: 0.7}}
-  monkeypatch.setattr(distill, "_run_child", _FakeChildren(outcomes))
-  plan = distill.mode_plan([1], 2, 0.5, 2.0)
-  distill.train_modes(plan, 1, 1, _context(tmp_path))
+  plan, outcomes = _trained_once(tmp_path, monkeypatch)
   saved = json.loads((tmp_path / "runs" / "1-gold-seed42.json").read_text())
   assert saved["requested_options"] == {"num_train_epochs": None,
                                         "num_train_steps": None}
@@ -340,20 +343,22 @@ def test_markdown_rows_mark_failures_and_the_reference_figure():
       "8.00 | 12.00 | 120.0 | 0.80x | 1.20x |"]
 
 
+def _stand_in_folders(root, words, tags):
+  """root/ckpt and root/hf (2-layer configs only) and root/data (every
+  split holds `words` with `tags`), for `distill.main` with stand-ins."""
+  for folder, name in (("ckpt", "bert_config.json"), ("hf", "config.json")):
+    (root / folder).mkdir()
+    (root / folder / name).write_text(json.dumps({"num_hidden_layers": 2}))
+  (root / "data").mkdir()
+  for split in ("train", "dev", "test"):
+    vs_pytorch.write_conll(str(root / "data" / f"{split}.txt"), words, tags)
+
+
 def test_main_writes_every_figure_with_stand_in_children(
     tmp_path, monkeypatch, capsys):
   # The whole orchestration in seconds: trainings and serving rounds answer
   # from `_FakeChildren`, the HF peer from a stand-in `launch`.
-  (tmp_path / "ckpt").mkdir()
-  (tmp_path / "ckpt" / "bert_config.json").write_text(
-      json.dumps({"num_hidden_layers": 2}))
-  (tmp_path / "hf").mkdir()
-  (tmp_path / "hf" / "config.json").write_text(
-      json.dumps({"num_hidden_layers": 2}))
-  (tmp_path / "data").mkdir()
-  for split in ("train", "dev", "test"):
-    vs_pytorch.write_conll(str(tmp_path / "data" / f"{split}.txt"),
-                           [["Paris"], ["John"]], [["B-LOC"], ["B-PER"]])
+  _stand_in_folders(tmp_path, [["Paris"], ["John"]], [["B-LOC"], ["B-PER"]])
   root = tmp_path / "w"
   for name in ("teacher", "1-distill", "1-gold"):
     (root / name / "x").mkdir(parents=True)
@@ -401,16 +406,7 @@ def test_main_writes_every_figure_with_stand_in_children(
 
 def test_modes_probe_one_setting_without_the_serving_phase(
     tmp_path, monkeypatch):
-  (tmp_path / "ckpt").mkdir()
-  (tmp_path / "ckpt" / "bert_config.json").write_text(
-      json.dumps({"num_hidden_layers": 2}))
-  (tmp_path / "hf").mkdir()
-  (tmp_path / "hf" / "config.json").write_text(
-      json.dumps({"num_hidden_layers": 2}))
-  (tmp_path / "data").mkdir()
-  for split in ("train", "dev", "test"):
-    vs_pytorch.write_conll(str(tmp_path / "data" / f"{split}.txt"),
-                           [["Paris"]], [["B-LOC"]])
+  _stand_in_folders(tmp_path, [["Paris"]], [["B-LOC"]])
   trainings = _FakeChildren({"teacher": {42: 0.9}, "1-distill": {42: 0.8}})
   monkeypatch.setattr(distill, "_run_child", trainings)
   common = ["--quick", "--seeds", "1", "--student_layers_list", "1",

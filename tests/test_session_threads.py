@@ -17,9 +17,10 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A session in thread mode FIRST, then one in mode THEN: CPU seconds per
-# wall second of the second session's big matmuls.
-CPU_PER_WALL = """
+# What each check's process runs first: `config(mode)` is a thread mode's
+# session config, importing saved_model_session sets the variable.
+PRELUDE = """
+import os
 import time
 import numpy as np
 from serving.server import saved_model_session
@@ -28,6 +29,11 @@ tf1 = tf.compat.v1
 def config(mode):
   return saved_model_session.session_config(
       *saved_model_session.thread_settings(mode))
+"""
+
+# A session in thread mode FIRST, then one in mode THEN: CPU seconds per
+# wall second of the second session's big matmuls.
+CPU_PER_WALL = PRELUDE + """
 with tf1.Graph().as_default():
   x = tf1.placeholder(tf.float32, [None, 64])
   with tf1.Session(config=config("FIRST")) as first:
@@ -77,15 +83,7 @@ def test_a_latency_session_after_a_throughput_one_runs_on_one_thread():
 
 # Threads a "throughput" session adds to a process whose first session was
 # a "latency" one (pools of one thread).
-THREADS_ADDED = """
-import os
-import numpy as np
-from serving.server import saved_model_session
-import tensorflow as tf
-tf1 = tf.compat.v1
-def config(mode):
-  return saved_model_session.session_config(
-      *saved_model_session.thread_settings(mode))
+THREADS_ADDED = PRELUDE + """
 with tf1.Graph().as_default():
   x = tf1.placeholder(tf.float32, [None, 64])
   with tf1.Session(config=config("latency")) as first:

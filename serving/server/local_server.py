@@ -263,8 +263,9 @@ def main(argv: Optional[Sequence[str]] = None,
   args = parse_args(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.INFO,
                       format="%(asctime)s %(levelname)s %(message)s")
-  # Before TensorFlow starts: the process's kernel thread pool (shared by
-  # the model's Session) gets the same size as the Session asks for.
+  # Before TensorFlow starts: the process's own kernel pool (eager work such
+  # as reading warm-up requests) gets the size each model's Session gets in
+  # its own pool (`saved_model_session`).
   tf.config.threading.set_intra_op_parallelism_threads(
       args.tensorflow_intra_op_parallelism)
   server = LocalModelServer(

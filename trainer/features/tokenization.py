@@ -70,8 +70,7 @@ class NerTokenizer:
     self._basic = _BasicTokenizer(do_lower_case=do_lower_case,
                                   vocab=self._vocab)
     self._wordpiece = tokenization.WordpieceTokenizer(vocab=self._vocab)
-    self._cached_pieces = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(
-        self._pieces)
+    self._cached_pieces = self._new_cache()
     for token in (schema.CLS_TOKEN, schema.SEP_TOKEN, schema.UNK_TOKEN):
       if token not in self._vocab:
         raise ValueError(
@@ -102,8 +101,11 @@ class NerTokenizer:
 
   def __setstate__(self, state):
     self.__dict__.update(state)
-    self._cached_pieces = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(
-        self._pieces)
+    self._cached_pieces = self._new_cache()
+
+  def _new_cache(self):
+    """`_pieces`, remembering the last `WORD_CACHE_SIZE` distinct words."""
+    return functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._pieces)
 
   def cached_words(self) -> int:
     """How many distinct words' pieces are remembered now."""
