@@ -77,8 +77,12 @@ def _trickle(port, prefix, outcome, interval_s=0.3, limit_s=10.0):
           outcome.append((time.monotonic() - started, received))
           return
         received += chunk
+        continue  # answered: read the rest; a byte sent now may meet a
+        # closed socket, and the reset would drop the unread body
       except socket.timeout:
         pass
+      if received:
+        continue
       try:
         sock.sendall(b"x")
       except OSError:
