@@ -157,6 +157,11 @@ def test_unreadable_bert_config(tmp_path, model, text, message):
      "evenly"),
     (dict(num_gpus=2, gradient_accumulation_steps=2), "cannot be combined "
      "with --num_gpus"),
+    (dict(sparse_embedding_updates=True, gradient_accumulation_steps=2),
+     "^--sparse_embedding_updates runs on one device: it cannot be combined "
+     "with --num_gpus, --use_tpu or --gradient_accumulation_steps.$"),
+    (dict(sparse_embedding_updates=True, num_gpus=2),
+     "^--sparse_embedding_updates runs on one device"),
     (dict(use_tpu=True), "^--use_tpu needs --tpu_name.$"),
     (dict(use_tpu=True, tpu_name="t", use_amp=True), "^--use_tpu cannot be "
      "combined"),

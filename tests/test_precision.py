@@ -69,13 +69,14 @@ def test_bf16_products_run_in_bfloat16_the_rest_in_float32():
   graph, _, _, output = _build_step(tf.bfloat16, is_training=False)
   dtypes = _op_dtypes(graph, "bert/encoder/")
   # Per layer: query, key, value, attention output, intermediate, output
-  # dense layers (MatMul) and the two attention einsums.
+  # dense layers (MatMul) and the two attention products (BatchMatMulV2).
   assert dtypes["MatMul"] == {"bfloat16": 6 * LAYERS}
   # Outside the encoder: the token-type embedding's one-hot product and the
   # pooler stay float32.
   assert _op_dtypes(graph)["MatMul"] == {"bfloat16": 6 * LAYERS,
                                          "float32": 2}
-  assert dtypes["Einsum"] == {"bfloat16": 2 * LAYERS}
+  assert dtypes["BatchMatMulV2"] == {"bfloat16": 2 * LAYERS}
+  assert not dtypes["Einsum"]
   assert dtypes["Softmax"] == {"float32": LAYERS}
   assert "bfloat16" not in dtypes["FusedBatchNormV3"] and "bfloat16" not in (
       dtypes["Mean"])  # layer norm in float32 (either form)

@@ -40,7 +40,6 @@ while the graph is built; variables and checkpoints are unaffected)::
 """
 
 import contextlib
-import math
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import tensorflow as tf
@@ -48,6 +47,7 @@ from tensorflow.python.ops import gen_nn_ops
 from tensorflow.python.util import _pywrap_util_port
 
 from trainer import tf_compat
+from trainer.model import bf16_attention
 from trainer.model import precision
 from trainer.tf_compat import modeling
 
@@ -146,9 +146,13 @@ def _matmul_bias(inputs_2d: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
   the float32 kernel and bias are cast right before the MatMul, and the
   output is bfloat16.
   """
-  outputs = tf.nn.bias_add(
-      tf.matmul(precision.to_compute(inputs_2d), precision.to_compute(kernel)),
-      precision.to_compute(bias))
+  products = tf.matmul(precision.to_compute(inputs_2d),
+                       precision.to_compute(kernel))
+  if products.dtype == tf.float32:
+    outputs = tf.nn.bias_add(products, bias)
+  else:  # the bias gradient as a product (`bf16_attention.bias_grad`)
+    with bf16_attention.bias_gradient_scope():
+      outputs = tf.nn.bias_add(products, precision.to_compute(bias))
   if activation is not None:
     outputs = activation(outputs)
   return outputs
@@ -305,10 +309,9 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
   """``modeling.attention_layer`` with its two products in the compute dtype.
 
   In float32 this is bert.modeling's own function (the same graph). In
-  bfloat16 the query/key/value projections come out bfloat16, the two
-  einsums run in bfloat16, and the scores are float32 for the scaling, mask,
-  softmax and dropout; the probabilities are cast back for the context
-  einsum.
+  bfloat16 the query/key/value projections come out bfloat16 and
+  `bf16_attention.attention_core` multiplies them in bfloat16, with the
+  scaling, mask, softmax and dropout in float32.
 
   Args:
     from_tensor: float32 [B, F, D]; to_tensor: float32 [B, T, D] (BertModel
@@ -335,17 +338,17 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
                        initializer, key_act, "key")
   value = dense_layer_3d(to_tensor, num_attention_heads, size_per_head,
                          initializer, value_act, "value")
-  scores = precision.to_float32(tf.einsum(  # [B, N, F, T]
-      "BTNH,BFNH->BNFT", precision.to_compute(key),
-      precision.to_compute(query)))
-  scores = tf.multiply(scores, 1.0 / math.sqrt(float(size_per_head)))
-  if attention_mask is not None:
-    mask = tf.expand_dims(attention_mask, axis=[1])
-    scores += (1.0 - tf.cast(mask, tf.float32)) * -10000.0
-  probabilities = modeling.dropout(tf.nn.softmax(scores),
-                                   attention_probs_dropout_prob)
-  return tf.einsum("BNFT,BTNH->BFNH", precision.to_compute(probabilities),
-                   precision.to_compute(value))
+  return bf16_attention.attention_core(
+      query, key, value, attention_mask, size_per_head,
+      attention_probs_dropout_prob)
+
+
+def dropout(input_tensor: tf.Tensor, dropout_prob: Optional[float]
+            ) -> tf.Tensor:
+  """``modeling.dropout``; in bfloat16 graphs `bf16_attention.dropout`."""
+  if precision.compute_dtype() == tf.float32:
+    return _ORIGINALS["dropout"](input_tensor, dropout_prob)
+  return bf16_attention.dropout(input_tensor, dropout_prob)
 
 
 # bert.modeling global -> fused replacement. `get_activation("gelu")` reads the
@@ -357,6 +360,7 @@ _REPLACEMENTS = {
     "gelu": gelu,
     "layer_norm": layer_norm,
     "attention_layer": attention_layer,
+    "dropout": dropout,
 }
 # The functions bert.modeling had before `install()`.
 _ORIGINALS: Dict[str, Callable] = {

@@ -6,7 +6,8 @@ tested on its own:
   `learning_rate_schedule`  linear warmup from 0, then linear decay to 0.
   `replica_weighted_loss`   re-weights a replica's (or TPU core's) loss so the
                             summed gradient is the whole batch's gradient.
-  `compute_gradients`       dense gradients of exactly the trained variables,
+  `compute_gradients`       gradients of exactly the trained variables (rows
+                            of a gathered table for lazy updates),
                             unscaled under dynamic loss scaling (AMP).
   `accumulate_gradients`    sums K micro-batch gradients, token-weighted.
   `clip_gradients`          clipping by global norm (1.0, as BERT).
@@ -50,6 +51,11 @@ from typing import NamedTuple, Optional
 
 import tensorflow as tf
 
+from trainer.model import sparse_rows
+# Re-exported: the loss scale is part of the train op's interface.
+from trainer.model.loss_scale import DynamicLossScale  # noqa: F401
+from trainer.model.loss_scale import all_finite  # noqa: F401
+
 tf1 = tf.compat.v1
 
 # Standard BERT fine-tuning settings (google-research/bert create_optimizer).
@@ -66,7 +72,7 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
 
   def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
                beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               name="AdamWeightDecayOptimizer"):
+               lazy_rows=False, name="AdamWeightDecayOptimizer"):
     """Args as `bert.optimization.AdamWeightDecayOptimizer`.
 
     Args:
@@ -75,6 +81,8 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
       beta_1, beta_2, epsilon: Adam constants.
       exclude_from_weight_decay: list of regexes; variables whose name
         matches one get no decay (BERT: "LayerNorm", "layer_norm", "bias").
+      lazy_rows: a gradient given as `IndexedSlices` updates only its rows
+        (`sparse_rows.apply_rows`); False densifies it, as bert does.
       name: op name prefix.
     """
     super().__init__(use_locking=False, name=name)
@@ -84,6 +92,7 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     self.beta_2 = beta_2
     self.epsilon = epsilon
     self.exclude_from_weight_decay = list(exclude_from_weight_decay or [])
+    self.lazy_rows = lazy_rows
     self._hyper = {}
 
   def _create_slots(self, var_list):
@@ -148,53 +157,20 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     return self._fused_update(grad, var, resource=False)
 
   def _resource_apply_sparse(self, grad, handle, indices):
-    # Embedding gradients arrive as slices; bert densifies them implicitly,
-    # and decay/momentum touch every row anyway, so do the same.
+    # Embedding gradients arrive as slices (duplicates summed by the base
+    # class). bert densifies them: decay and momentum touch every row.
+    if self.lazy_rows:
+      hyper = {key: tf.cast(value, handle.dtype.base_dtype)
+               for key, value in self._hyper.items()}
+      return sparse_rows.apply_rows(
+          handle, self.get_slot(handle, "m"), self.get_slot(handle, "v"),
+          grad, indices, hyper, self._do_use_weight_decay(handle.op.name))
     dense = tf.math.unsorted_segment_sum(grad, indices,
                                          tf.shape(handle)[0])
     return self._resource_apply_dense(dense, handle)
 
   def _apply_sparse(self, grad, var):
     return self._apply_dense(tf.convert_to_tensor(grad), var)
-
-
-class DynamicLossScale:
-  """Dynamic loss scaling for float16 training (graph mode).
-
-  The loss is multiplied by `scale` before differentiation and gradients are
-  divided by it afterwards. A step whose gradients are not all finite is
-  skipped and the scale halved; after `growth_interval` good steps in a row
-  it doubles.
-  """
-
-  def __init__(self, initial_scale=2.0 ** 15, growth_interval=2000):
-    self.scale = tf1.get_variable(
-        "loss_scale", initializer=tf.constant(initial_scale, tf.float32),
-        trainable=False)
-    self.good_steps = tf1.get_variable(
-        "loss_scale_good_steps", initializer=tf.constant(0, tf.int64),
-        trainable=False)
-    self.growth_interval = growth_interval
-
-  def update(self, grads_finite):
-    """Op adjusting the scale after a step with (bool []) finite gradients."""
-    grow = tf.logical_and(grads_finite,
-                          self.good_steps + 1 >= self.growth_interval)
-    new_scale = tf.where(grads_finite,
-                         tf.where(grow, self.scale * 2.0, self.scale),
-                         tf.maximum(self.scale / 2.0, 1.0))
-    new_good = tf.where(tf.logical_and(grads_finite, tf.logical_not(grow)),
-                        self.good_steps + 1, tf.zeros_like(self.good_steps))
-    return tf.group(self.scale.assign(new_scale),
-                    self.good_steps.assign(new_good))
-
-
-def all_finite(grads):
-  """bool []: every entry of every non-None gradient is finite."""
-  checks = [tf.reduce_all(tf.math.is_finite(
-      g.values if isinstance(g, tf.IndexedSlices) else g))
-            for g in grads if g is not None]
-  return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
 
 
 def learning_rate_schedule(init_lr: float, num_train_steps: int,
@@ -268,8 +244,9 @@ def _scale_gradient(grad, factor):
 
 
 def compute_gradients(loss: tf.Tensor, variables: list,
-                      loss_scale: Optional[DynamicLossScale] = None) -> list:
-  """[(dense gradient, variable)] for each variable that gets a gradient.
+                      loss_scale: Optional[DynamicLossScale] = None,
+                      sparse: bool = False) -> list:
+  """[(gradient, variable)] for each variable that gets a gradient.
 
   Only `variables` are differentiated, so a frozen encoder costs no backward
   pass. With `loss_scale` the scaled loss is differentiated and gradients
@@ -278,7 +255,9 @@ def compute_gradients(loss: tf.Tensor, variables: list,
   Dense gradients: the global norm for clipping must count an embedding row
   that occurs twice in a batch once with its summed gradient (the norm of
   `IndexedSlices` values would count the duplicates separately), and the
-  optimizer's update touches every row anyway.
+  optimizer's update touches every row anyway. With `sparse` a gathered
+  table's gradient stays `IndexedSlices`, one slice per distinct row
+  (`sparse_rows.deduplicate`: the same global norm), for lazy row updates.
 
   Example: loss = sum(3 * w) + 0 * other, variables [w, unused] -> [(3s, w)]
   (`unused` gets no gradient and is left out), with or without a loss scale.
@@ -289,8 +268,10 @@ def compute_gradients(loss: tf.Tensor, variables: list,
              for g in grads]
   else:
     grads = tf.gradients(loss, variables)
-  return [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables)
-          if g is not None]
+  return [(sparse_rows.deduplicate(g)
+           if sparse and isinstance(g, tf.IndexedSlices)
+           else tf.convert_to_tensor(g), v)
+          for g, v in zip(grads, variables) if g is not None]
 
 
 class Accumulation(NamedTuple):
@@ -371,17 +352,18 @@ def clip_gradients(grads: list, clip_norm: float = CLIP_NORM,
   return clipped
 
 
-def create_optimizer(learning_rate: tf.Tensor,
-                     cross_shard_sum: bool = False) -> tf1.train.Optimizer:
+def create_optimizer(learning_rate: tf.Tensor, cross_shard_sum: bool = False,
+                     lazy_rows: bool = False) -> tf1.train.Optimizer:
   """BERT's AdamW (decay 0.01, not on LayerNorm and biases).
 
   With `cross_shard_sum` it is wrapped as google-research/bert does on TPU:
-  clip per core, sum across cores.
+  clip per core, sum across cores. `lazy_rows`: see the optimizer.
   """
   optimizer = AdamWeightDecayOptimizer(
       learning_rate=learning_rate, weight_decay_rate=WEIGHT_DECAY_RATE,
       beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON,
-      exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
+      exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY),
+      lazy_rows=lazy_rows)
   if cross_shard_sum:
     optimizer = tf1.tpu.CrossShardOptimizer(
         optimizer, reduction=tf1.losses.Reduction.SUM)
@@ -431,7 +413,8 @@ def apply_and_step(optimizer: tf1.train.Optimizer, pairs: list,
 
 def create_train_op(loss, variables, init_lr, num_train_steps,
                     num_warmup_steps, use_amp=False, accumulation_steps=1,
-                    loss_weight=None, cross_shard_sum=False, num_shards=1):
+                    loss_weight=None, cross_shard_sum=False, num_shards=1,
+                    sparse_embedding_updates=False):
   """AdamW with linear warmup and decay, over exactly `variables`.
 
   bert's `create_optimizer` schedule, update and clipping, built from the
@@ -454,12 +437,16 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     cross_shard_sum: TPU: sum gradients over `num_shards` cores
       (`CrossShardOptimizer`); each core's loss is scaled by 1 / num_shards.
     num_shards: TPU cores.
+    sparse_embedding_updates: lazy AdamW on the rows of gathered tables
+      that a batch uses (`trainer.model.sparse_rows`); one device, no
+      accumulation.
 
   Returns:
     (train_op, learning_rate tensor).
 
   Raises:
-    ValueError: for accumulation under a distribution strategy.
+    ValueError: for accumulation under a distribution strategy, or sparse
+      embedding updates with accumulation, replicas or TPU cores.
   """
   global_step = tf1.train.get_or_create_global_step()
   learning_rate = learning_rate_schedule(init_lr, num_train_steps,
@@ -470,10 +457,15 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     raise ValueError("Gradient accumulation is not supported together with "
                      "a distribution strategy; use a larger per-replica "
                      "batch or more replicas instead.")
+  if sparse_embedding_updates and (accumulation_steps > 1 or replicas > 1
+                                   or cross_shard_sum):
+    raise ValueError("Sparse embedding updates run on one device without "
+                     "gradient accumulation.")
   loss = replica_weighted_loss(loss, loss_weight, replica_context,
                                cross_shard_sum, num_shards)
   loss_scale = DynamicLossScale() if use_amp else None
-  pairs = compute_gradients(loss, variables, loss_scale)
+  pairs = compute_gradients(loss, variables, loss_scale,
+                            sparse=sparse_embedding_updates)
   accumulation = None
   if accumulation_steps > 1:
     accumulation = accumulate_gradients(pairs, accumulation_steps, loss_weight)
@@ -491,7 +483,8 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     # zero learning rate (Adam moments decay once; weights do not move).
     grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
     learning_rate_used = learning_rate * tf.cast(finite, tf.float32)
-  optimizer = create_optimizer(learning_rate_used, cross_shard_sum)
+  optimizer = create_optimizer(learning_rate_used, cross_shard_sum,
+                               lazy_rows=sparse_embedding_updates)
   train_op = apply_and_step(optimizer, list(zip(grads, trained)), global_step,
                             accumulation, loss_scale, finite,
                             skip_with_cond=replicas == 1)

@@ -155,6 +155,9 @@ class NerConfig:
   # Split each batch into this many micro-batches (one update, less memory);
   # must divide train_batch_size.
   gradient_accumulation_steps: int = 1
+  # Lazy AdamW on the word-piece embedding rows a batch uses, not the whole
+  # table (trainer.model.sparse_rows): one device, no accumulation.
+  sparse_embedding_updates: bool = False
   save_checkpoints_steps: int = 1000  # steps between checkpoints
   keep_checkpoint_max: int = 3        # checkpoints kept
   # With do_train and do_eval, also evaluate every this many steps (0: only

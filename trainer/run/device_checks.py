@@ -27,6 +27,11 @@ def check(config: Any) -> None:
   if gpus > 1 and accumulation > 1:
     raise UserError("--gradient_accumulation_steps cannot be combined with "
                     "--num_gpus; raise the per-GPU batch or add GPUs.")
+  if config.sparse_embedding_updates and (gpus > 1 or accumulation > 1
+                                         or config.use_tpu):
+    raise UserError("--sparse_embedding_updates runs on one device: it "
+                    "cannot be combined with --num_gpus, --use_tpu or "
+                    "--gradient_accumulation_steps.")
   if config.use_bf16:
     _check_bf16(config)
   for name in ("tpu_timeout_seconds", "chief_wait_seconds"):

@@ -273,7 +273,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
                      tpu_estimator=False, use_tpu=False, num_tpu_shards=1,
                      student_layers=None,
                      distill: Optional[distill_loss.DistillSettings] = None,
-                     constant_weights: bool = False):
+                     constant_weights: bool = False,
+                     sparse_embedding_updates: bool = False):
   """Returns a `model_fn(features, labels, mode, params)` for `tf.estimator`.
 
   Args:
@@ -304,6 +305,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
       dir's latest checkpoint as graph constants
       (`trainer.model.constant_weights`; --use_bf16 sets it: the weights'
       bfloat16 casts are folded once instead of run on every batch).
+    sparse_embedding_updates: lazy AdamW on the embedding rows a batch uses
+      (`trainer.model.sparse_rows`).
   """
   label_names = list(label_names)
   metric_fn = _metric_fn_builder(label_names)
@@ -368,7 +371,8 @@ def model_fn_builder(bert_config, label_names, init_checkpoint, learning_rate,
           loss, trainable, learning_rate, num_train_steps, num_warmup_steps,
           use_amp=use_amp, accumulation_steps=accumulation_steps,
           loss_weight=loss_weight, cross_shard_sum=use_tpu,
-          num_shards=num_tpu_shards)
+          num_shards=num_tpu_shards,
+          sparse_embedding_updates=sparse_embedding_updates)
       if not use_tpu:  # summaries on a TPU need a host_call
         tf1.summary.scalar("learning_rate", lr)
       logged_loss, spec_loss = replica_mean_loss(loss)
