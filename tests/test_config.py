@@ -159,7 +159,8 @@ def test_unreadable_bert_config(tmp_path, model, text, message):
      "with --num_gpus"),
     (dict(sparse_embedding_updates=True, gradient_accumulation_steps=2),
      "^--sparse_embedding_updates runs on one device: it cannot be combined "
-     "with --num_gpus, --use_tpu or --gradient_accumulation_steps.$"),
+     "with --num_gpus, --use_tpu, --gradient_accumulation_steps or a "
+     "multi-worker TF_CONFIG.$"),
     (dict(sparse_embedding_updates=True, num_gpus=2),
      "^--sparse_embedding_updates runs on one device"),
     (dict(use_tpu=True), "^--use_tpu needs --tpu_name.$"),
@@ -240,3 +241,14 @@ def test_every_field_is_documented_where_it_is_defined():
 def test_no_test_only_fields_in_the_production_config():
   names = {field.name for field in dataclasses.fields(NerConfig)}
   assert not names & {"tpu_estimator", "distribution_devices"}
+
+
+def test_sparse_embedding_updates_refuse_a_multi_worker_job(tmp_path,
+                                                            monkeypatch):
+  config = _config(tmp_path, sparse_embedding_updates=True)
+  config.validate()  # one process: accepted
+  monkeypatch.setenv("TF_CONFIG", json.dumps({
+      "cluster": {"worker": ["a:1", "b:2"]},
+      "task": {"type": "worker", "index": 0}}))
+  with pytest.raises(UserError, match="multi-worker TF_CONFIG"):
+    config.validate()

@@ -11,6 +11,7 @@ from typing import Any
 
 from trainer import cpu_features
 from trainer.errors import UserError
+from trainer.training import roles
 
 
 def check(config: Any) -> None:
@@ -27,11 +28,13 @@ def check(config: Any) -> None:
   if gpus > 1 and accumulation > 1:
     raise UserError("--gradient_accumulation_steps cannot be combined with "
                     "--num_gpus; raise the per-GPU batch or add GPUs.")
-  if config.sparse_embedding_updates and (gpus > 1 or accumulation > 1
-                                         or config.use_tpu):
+  if config.sparse_embedding_updates and (
+      gpus > 1 or accumulation > 1 or config.use_tpu
+      or roles.task_role().is_multi_worker):
     raise UserError("--sparse_embedding_updates runs on one device: it "
-                    "cannot be combined with --num_gpus, --use_tpu or "
-                    "--gradient_accumulation_steps.")
+                    "cannot be combined with --num_gpus, --use_tpu, "
+                    "--gradient_accumulation_steps or a multi-worker "
+                    "TF_CONFIG.")
   if config.use_bf16:
     _check_bf16(config)
   for name in ("tpu_timeout_seconds", "chief_wait_seconds"):
