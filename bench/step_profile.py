@@ -60,8 +60,8 @@ def part_of(node_name: str, op_type: str) -> str:
   """
   if op_type in MATMUL_OPS:
     return "matmul"
-  if op_type in OPTIMIZER_OPS:
-    return "optimizer"
+  if op_type in OPTIMIZER_OPS or node_name.startswith("AdamWeightDecay"):
+    return "optimizer"  # the fused kernels, or lazy rows' gathers/scatters
   for pattern, part in ((r"/dropout", "dropout"),
                         (r"global_norm|clip_by_global_norm|L2Loss",
                          "gradient_clip"),
@@ -118,10 +118,13 @@ def traced_nodes(run_metadata) -> List[Tuple[str, str, float]]:
 
 
 def profile(config_name: str, batch: int, length: int, runs: int,
-            warmup: int = 3, precision: str = "float32") -> Dict:
+            warmup: int = 3, precision: str = "float32",
+            sparse_embedding_updates: bool = False) -> Dict:
   """Times `runs` training steps and traces one; returns a JSON-able dict.
 
-  `precision` "bfloat16" builds the encoder's products as `--use_bf16` does.
+  `precision` "bfloat16" builds the encoder's products as `--use_bf16` does;
+  `sparse_embedding_updates` updates only the looked-up embedding rows, as
+  the flag of that name does.
   """
   import numpy as np
   import tensorflow as tf
@@ -142,7 +145,8 @@ def profile(config_name: str, batch: int, length: int, runs: int,
     logits = tf1.layers.dense(model.get_sequence_output(), 9)
     loss = tf.reduce_mean(tf.square(logits))
     train_op = optimization.create_train_op(
-        loss, tf1.trainable_variables(), 5e-5, 1000, 100)
+        loss, tf1.trainable_variables(), 5e-5, 1000, 100,
+        sparse_embedding_updates=sparse_embedding_updates)
     feed = {ids: rng.randint(1, bert_config.vocab_size, [batch, length])}
     metadata = tf1.RunMetadata()
     with tf1.Session() as session:
@@ -158,7 +162,9 @@ def profile(config_name: str, batch: int, length: int, runs: int,
           tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE)))
   nodes = traced_nodes(metadata)
   return dict(shares(nodes), config=config_name, batch=batch, length=length,
-              precision=precision, runs=runs, step_seconds=round(float(np.median(seconds)), 4),
+              precision=precision,
+              sparse_embedding_updates=sparse_embedding_updates, runs=runs,
+              step_seconds=round(float(np.median(seconds)), 4),
               traced_nodes=len(nodes),
               onednn=os.environ.get(cpu_features.ONEDNN_ENV),
               cpu=cpu_features.cpu_model_name(),
@@ -188,13 +194,17 @@ def main(argv=None):
                       default="float32",
                       help="the encoder's compute dtype (bfloat16: as "
                       "--use_bf16 trains).")
+  parser.add_argument("--sparse_embedding_updates", action="store_true",
+                      help="lazy AdamW on the looked-up embedding rows "
+                      "(as the trainer's flag of that name).")
   parser.add_argument("--output", default=os.path.join(
       REPO_ROOT, "bench", "results", "step_profile.json"))
   args = parser.parse_args(argv)
   if min(args.batch, args.length, args.runs) < 1:
     parser.error("--batch, --length and --runs must be >= 1.")
   result = profile(args.config, args.batch, args.length, args.runs,
-                   precision=args.precision)
+                   precision=args.precision,
+                   sparse_embedding_updates=args.sparse_embedding_updates)
   result["command"] = " ".join(["python -m bench.step_profile"] +
                                list(sys.argv[1:] if argv is None else argv))
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

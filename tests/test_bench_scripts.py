@@ -473,6 +473,8 @@ def test_bench_scripts_start_their_children_through_the_helper(monkeypatch):
     ("global_norm/L2Loss_7", "L2Loss", "gradient_clip"),
     ("AdamWeightDecay/update_bert/pooler/dense/kernel/ResourceApplyAdam",
      "ResourceApplyAdam", "optimizer"),
+    ("AdamWeightDecayOptimizer/update_bert/embeddings/word_embeddings/"
+     "ResourceScatterUpdate", "ResourceScatterUpdate", "optimizer"),
     ("bert/encoder/layer_2/attention/self/Softmax", "_MklSoftmax",
      "attention_softmax"),
     ("bert/embeddings/GatherV2", "GatherV2", "embeddings"),
@@ -498,13 +500,14 @@ def test_step_profile_shares_sum_by_part_and_op():
   assert step_profile.shares([]) == {"by_part": {}, "by_op": {}}
 
 
-def test_step_profile_runs_a_tiny_training_step(tmp_path):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_step_profile_runs_a_tiny_training_step(tmp_path, sparse):
   output = tmp_path / "step.json"
   result = subprocess.run(
       [sys.executable, "-m", "bench.step_profile", "--config", "tiny",
        "--batch", "2", "--length", "8", "--runs", "1", "--output",
-       str(output)], cwd=REPO_ROOT, capture_output=True, text=True,
-      check=False)
+       str(output)] + (["--sparse_embedding_updates"] if sparse else []),
+      cwd=REPO_ROOT, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   saved = json.loads(output.read_text())
   parts = saved["by_part"]
@@ -514,8 +517,13 @@ def test_step_profile_runs_a_tiny_training_step(tmp_path):
   # kernels and embedding tables (no LayerNorm, no bias).
   assert {"matmul", "dropout", "gelu", "layer_norm", "gradient_clip",
           "optimizer"} <= set(parts)
-  assert saved["by_op"]["ResourceApplyAdam"]["nodes"] == 39
-  assert saved["by_op"]["ResourceApplyGradientDescent"]["nodes"] == 16
+  # With sparse updates the word-piece table is the one variable updated by
+  # row: three scatters (weights, m, v) instead of its two fused kernels.
+  assert saved["by_op"]["ResourceApplyAdam"]["nodes"] == 39 - sparse
+  assert saved["by_op"]["ResourceApplyGradientDescent"]["nodes"] == 16 - sparse
+  assert saved["by_op"].get("ResourceScatterUpdate", {}).get("nodes", 0) == (
+      3 * sparse)
+  assert saved["sparse_embedding_updates"] is sparse
   assert abs(sum(row["share"] for row in parts.values()) - 1.0) < 1e-3
   assert saved["command"].startswith("python -m bench.step_profile --config")
   assert "| matmul |" in result.stdout

@@ -58,17 +58,18 @@ def dropout(x: tf.Tensor, rate: Optional[float]) -> tf.Tensor:
     raise ValueError(f"dropout rate {rate} must be in [0, 1).")
   threshold = int(round(rate * _WORD_STATES))
   scale = _WORD_STATES / (_WORD_STATES - threshold)
-  count = tf.size(x, out_type=tf.int32)
-  # Stateful, so each step draws new bits; reproducible under a graph seed.
-  seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
-  words = tf.random.stateless_uniform(tf.reshape(count // 2, [1]), seed,
-                                      minval=None, maxval=None,
-                                      dtype=tf.uint32)
-  keep = tf.reshape(tf.bitcast(words, tf.uint16), tf.shape(x)) >= threshold
-  # x * mask: the backward pass is one product with the same mask (a
-  # select would build zeros in both directions).
-  return x * tf.where(keep, tf.constant(scale, x.dtype),
-                      tf.constant(0.0, x.dtype))
+  with tf.name_scope("dropout"):
+    count = tf.size(x, out_type=tf.int32)
+    # Stateful, so each step draws new bits; reproducible under a graph seed.
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    words = tf.random.stateless_uniform(tf.reshape(count // 2, [1]), seed,
+                                        minval=None, maxval=None,
+                                        dtype=tf.uint32)
+    keep = tf.reshape(tf.bitcast(words, tf.uint16), tf.shape(x)) >= threshold
+    # x * mask: the backward pass is one product with the same mask (a
+    # select would build zeros in both directions).
+    return x * tf.where(keep, tf.constant(scale, x.dtype),
+                        tf.constant(0.0, x.dtype))
 
 
 def attention_core(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
