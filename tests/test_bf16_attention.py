@@ -12,9 +12,9 @@ from trainer.model import bf16_attention
 tf1 = tf.compat.v1
 
 
-def _run(fetches, feed=None, seed=None):
+def _run(fetches):
   with tf1.Session() as session:
-    return session.run(fetches, feed)
+    return session.run(fetches)
 
 
 def test_dropout_zeroes_or_scales_at_the_rate():

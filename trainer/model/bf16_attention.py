@@ -15,7 +15,7 @@ the compute dtype is bfloat16; float32 graphs are bert.modeling's):
                     "BTNH,BFNH->BNFT" transposed inside each product and its
                     two gradients: fwd + bwd of one layer's attention 13.8 ms
                     -> 8.7 ms at length 64, 56 -> 43 ms at 128 (with
-                    `dropout`; bench/results/bf16_training.md).
+                    `dropout`; docs/speed.md).
   `bias_grad`       a BiasAdd's bias gradient as ones[1, rows] @ dy on
                     oneDNN (0.7 ms) instead of Eigen's bfloat16 column sum
                     (1.2 ms at [2048, 1536]); it also sums in float32.

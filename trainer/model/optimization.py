@@ -6,8 +6,7 @@ tested on its own:
   `learning_rate_schedule`  linear warmup from 0, then linear decay to 0.
   `replica_weighted_loss`   re-weights a replica's (or TPU core's) loss so the
                             summed gradient is the whole batch's gradient.
-  `compute_gradients`       gradients of exactly the trained variables (rows
-                            of a gathered table for lazy updates),
+  `compute_gradients`       gradients of exactly the trained variables,
                             unscaled under dynamic loss scaling (AMP).
   `accumulate_gradients`    sums K micro-batch gradients, token-weighted.
   `clip_gradients`          clipping by global norm (1.0, as BERT).
@@ -81,8 +80,8 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
       beta_1, beta_2, epsilon: Adam constants.
       exclude_from_weight_decay: list of regexes; variables whose name
         matches one get no decay (BERT: "LayerNorm", "layer_norm", "bias").
-      lazy_rows: a gradient given as `IndexedSlices` updates only its rows
-        (`sparse_rows.apply_rows`); False densifies it, as bert does.
+      lazy_rows: `IndexedSlices` of distinct rows (`sparse_rows.deduplicate`)
+        update only those rows; False densifies them, as bert does.
       name: op name prefix.
     """
     super().__init__(use_locking=False, name=name)
@@ -123,10 +122,14 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     return not any(re.search(pattern, name)
                    for pattern in self.exclude_from_weight_decay)
 
+  def _hyper_as(self, var):  # `_prepare`'s scalars in `var`'s dtype
+    return {key: tf.cast(value, var.dtype.base_dtype)
+            for key, value in self._hyper.items()}
+
   def _fused_update(self, grad, var, resource: bool):
     """Decay (unless excluded), then Adam: two fused kernels per variable."""
     dtype = var.dtype.base_dtype
-    hyper = {key: tf.cast(value, dtype) for key, value in self._hyper.items()}
+    hyper = self._hyper_as(var)
     m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
     if resource:
       apply_decay = tf.raw_ops.ResourceApplyGradientDescent
@@ -156,15 +159,19 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
   def _apply_dense(self, grad, var):
     return self._fused_update(grad, var, resource=False)
 
-  def _resource_apply_sparse(self, grad, handle, indices):
-    # Embedding gradients arrive as slices (duplicates summed by the base
-    # class). bert densifies them: decay and momentum touch every row.
+  def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices):
+    # Lazy rows come deduplicated (`compute_gradients`): no second pass.
     if self.lazy_rows:
-      hyper = {key: tf.cast(value, handle.dtype.base_dtype)
-               for key, value in self._hyper.items()}
+      return self._resource_apply_sparse(grad, handle, indices)
+    return super()._resource_apply_sparse_duplicate_indices(grad, handle,
+                                                            indices)
+
+  def _resource_apply_sparse(self, grad, handle, indices):
+    if self.lazy_rows:  # distinct rows; bert densifies them
       return sparse_rows.apply_rows(
           handle, self.get_slot(handle, "m"), self.get_slot(handle, "v"),
-          grad, indices, hyper, self._do_use_weight_decay(handle.op.name))
+          grad, indices, self._hyper_as(handle),
+          self._do_use_weight_decay(handle.op.name))
     dense = tf.math.unsorted_segment_sum(grad, indices,
                                          tf.shape(handle)[0])
     return self._resource_apply_dense(dense, handle)
