@@ -518,11 +518,13 @@ def test_step_profile_runs_a_tiny_training_step(tmp_path, sparse):
   assert {"matmul", "dropout", "gelu", "layer_norm", "gradient_clip",
           "optimizer"} <= set(parts)
   # With sparse updates the word-piece table is the one variable updated by
-  # row: three scatters (weights, m, v) instead of its two fused kernels.
+  # row: four scatters (weights, m, v, caught_up_to) instead of its decay
+  # assignment and fused Adam kernel.
   assert saved["by_op"]["ResourceApplyAdam"]["nodes"] == 39 - sparse
-  assert saved["by_op"]["ResourceApplyGradientDescent"]["nodes"] == 16 - sparse
+  assert saved["by_op"]["AssignVariableOp"]["nodes"] == 16 - sparse
+  assert "ResourceApplyGradientDescent" not in saved["by_op"]
   assert saved["by_op"].get("ResourceScatterUpdate", {}).get("nodes", 0) == (
-      3 * sparse)
+      4 * sparse)
   assert saved["sparse_embedding_updates"] is sparse
   assert abs(sum(row["share"] for row in parts.values()) - 1.0) < 1e-3
   assert saved["command"].startswith("python -m bench.step_profile --config")

@@ -124,16 +124,38 @@ def _optimizer_op_types(optimizer_class):
                              and "/adam_v" not in op.name)
 
 
-def test_fused_update_is_two_kernels_per_variable():
+def test_fused_update_is_one_kernel_and_an_in_place_decay_per_variable():
   fused = _optimizer_op_types(optimization.AdamWeightDecayOptimizer)
   elementwise = _optimizer_op_types(_ElementwiseAdamW)
-  # Per variable: ResourceApplyAdam, and for the 2 decayed ones a read and
-  # ResourceApplyGradientDescent; plus learning_rate * weight_decay_rate
-  # (once) and the final group.
-  assert fused == {"ResourceApplyAdam": 3, "ResourceApplyGradientDescent": 2,
-                   "ReadVariableOp": 2, "Mul": 1, "NoOp": 1, "Const": 6}, fused
-  # The element-wise form: 94 ops (26 of them constants), ~30 a variable.
-  assert sum(elementwise.values()) == 94, elementwise
+  # Per variable: ResourceApplyAdam; for the 2 decayed ones a read, a
+  # multiply by 1 - lr * wd and its assignment (no copying
+  # ResourceApplyGradientDescent); plus lr * wd and 1 - lr * wd (once) and
+  # the final group.
+  assert fused == {"ResourceApplyAdam": 3, "ReadVariableOp": 2, "Mul": 3,
+                   "AssignVariableOp": 2, "Sub": 1, "NoOp": 1, "Const": 7}, fused
+  # The element-wise form: 96 ops (27 of them constants), ~30 a variable.
+  assert sum(elementwise.values()) == 96, elementwise
+
+
+def test_decay_waits_for_the_gradient():
+  # The decay rewrites w: it must not run before the forward pass has read
+  # w, i.e. before the gradient (which needs that read) exists.
+  with tf.Graph().as_default() as graph:
+    var = tf1.get_variable("w", [2], use_resource=True)
+    grad = tf.identity(tf.ones([2]), name="the_gradient")
+    optimization.AdamWeightDecayOptimizer(
+        learning_rate=0.1, weight_decay_rate=0.01).apply_gradients(
+            [(grad, var)])
+  decay = [op for op in graph.get_operations()
+           if op.type == "AssignVariableOp" and "update_w" in op.name]
+  assert len(decay) == 1
+  seen, stack = set(), [decay[0]]
+  while stack:
+    op = stack.pop()
+    if op.name not in seen:
+      seen.add(op.name)
+      stack += [t.op for t in op.inputs] + list(op.control_inputs)
+  assert "the_gradient" in seen
 
 
 def test_dynamic_loss_scale_halves_on_overflow_and_grows():
@@ -267,6 +289,36 @@ def test_clip_gradients_by_global_norm():
   np.testing.assert_allclose(halves[0], [0.3, 0.0], rtol=1e-6)
   small = optimization.clip_gradients([tf.constant([0.3, 0.4])], clip_norm=1.0)
   np.testing.assert_allclose(small[0], [0.3, 0.4], rtol=1e-6)
+
+
+def test_clip_gradients_in_a_graph_multiplies_only_above_the_norm():
+  # One graph, both branches of the cond, a sparse (IndexedSlices) gradient
+  # among them: within the norm the values pass exactly and no multiply
+  # runs; above it both are scaled; an infinite norm gives NaN, as
+  # tf.clip_by_global_norm does.
+  with tf.Graph().as_default() as graph:
+    scale = tf1.placeholder(tf.float32, [])
+    dense = tf.constant([0.3, 0.4]) * scale
+    rows = tf.IndexedSlices(tf.constant([[0.0, 0.0]]) + scale * 0.0,
+                            tf.constant([1]), tf.constant([3, 2]))
+    clipped = optimization.clip_gradients([dense, rows], clip_norm=1.0)
+    assert isinstance(clipped[1], tf.IndexedSlices)
+    with tf1.Session(graph=graph) as session:
+      run = lambda value: session.run(  # noqa: E731
+          [clipped[0], clipped[1].values], {scale: value})
+      inside, _ = run(1.0)
+      np.testing.assert_array_equal(inside, np.float32([0.3, 0.4]))
+      metadata = tf1.RunMetadata()
+      session.run(clipped[0], {scale: 1.0}, run_metadata=metadata,
+                  options=tf1.RunOptions(
+                      trace_level=tf1.RunOptions.FULL_TRACE))
+      executed = {node.node_name for device in metadata.step_stats.dev_stats
+                  for node in device.node_stats}
+      assert not any("clip_by_global_norm/mul" in name for name in executed)
+      above, _ = run(10.0)   # norm 5
+      np.testing.assert_allclose(above, [0.6, 0.8], rtol=1e-6)
+      infinite, _ = run(np.inf)
+      assert np.isnan(infinite).all()
 
 
 class _UnitRateSgd(tf1.train.GradientDescentOptimizer):

@@ -71,10 +71,12 @@ def test_apply_rows_decays_the_rows_it_updates():
   assert weights[:, 0].tolist() == [0.5, 2.0]
 
 
-def _train(sparse, batches=([1, 1, 3],)):
+def _train(sparse, batches=([1, 1, 3],), steps=100, frozen_kernel=False):
   """(table before, [(table, kernel, adam_m, adam_v) after each batch]) of
-  create_train_op on a loss that gathers a batch's rows of a [5, 2] table
-  and multiplies them by a dense kernel."""
+  create_train_op (`steps` train steps, 2 of warmup) on a loss that gathers
+  a batch's rows of a [5, 2] table and multiplies them by a dense kernel
+  (with `frozen_kernel` a constant, so the table's gradient does not depend
+  on its rows: lazy and dense updates then see the same gradients)."""
   rng = np.random.RandomState(0)
   with tf.Graph().as_default():
     table = tf1.get_variable("bert/embeddings/word_embeddings",
@@ -83,10 +85,15 @@ def _train(sparse, batches=([1, 1, 3],)):
     kernel = tf1.get_variable("dense/kernel", initializer=[0.5, -1.0],
                               use_resource=True)
     ids = tf1.placeholder(tf.int32, [None])
-    loss = tf.reduce_sum(tf.square(tf.gather(table, ids) * kernel - 1.0))
+    if frozen_kernel:
+      loss = tf.reduce_sum(tf.gather(table, ids) * [3.0, -1.0])
+    else:
+      loss = tf.reduce_sum(tf.square(tf.gather(table, ids) * kernel - 1.0))
+    trained = [table] if frozen_kernel else [table, kernel]
     train_op, _ = optimization.create_train_op(
-        loss, [table, kernel], init_lr=0.01, num_train_steps=100,
-        num_warmup_steps=0, sparse_embedding_updates=sparse)
+        loss, trained, init_lr=0.01, num_train_steps=steps,
+        num_warmup_steps=0 if steps == 100 else 2,
+        sparse_embedding_updates=sparse)
     slots = {v.op.name: v for v in tf1.global_variables()}
     state = (table, kernel, slots[table.op.name + "/adam_m"],
              slots[table.op.name + "/adam_v"])
@@ -131,6 +138,62 @@ def test_a_row_left_out_of_a_batch_keeps_its_weights_and_moments():
   assert (step > 1e-3).all(), step  # momentum: ~lr, not decay (~1e-4 * w)
 
 
+def test_replay_is_the_docstring_example():
+  # beta_1 / sqrt(beta_2) = 1: each skipped step moves w by lr * m / sqrt(v).
+  with tf.Graph().as_default():
+    schedule = sparse_rows.Schedule(tf.fill([11], 0.1), 0.0)
+    hyper = {"beta1": tf.constant(0.9), "beta2": tf.constant(0.81),
+             "epsilon": tf.constant(0.0)}
+    rows = [tf.constant([[0.0], [0.0]]), tf.ones([2, 1]), tf.ones([2, 1])]
+    weights, first, second = _run(sparse_rows.replay(
+        *rows, tf.constant([3.0, 5.0]), tf.constant(5.0), schedule, hyper,
+        decay=True))
+  np.testing.assert_allclose(weights[:, 0], [-0.2, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(first[:, 0], [0.81, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(second[:, 0], [0.6561, 1.0], rtol=1e-6)
+
+
+def test_replay_decays_by_the_rates_of_the_skipped_steps():
+  # Rates 0, 1, 2, 3 (then 0); decay 0.01; zero moments: steps 1 and 2
+  # skipped -> w (1 - 0.01 * 1)(1 - 0.01 * 2).
+  with tf.Graph().as_default():
+    schedule = sparse_rows.Schedule(tf.constant([0.0, 1, 2, 3, 0]), 0.01)
+    hyper = {"beta1": tf.constant(0.9), "beta2": tf.constant(0.999),
+             "epsilon": tf.constant(1e-6)}
+    weights, _, _ = _run(sparse_rows.replay(
+        tf.constant([[2.0]]), tf.zeros([1, 1]), tf.zeros([1, 1]),
+        tf.constant([1.0]), tf.constant(3.0), schedule, hyper, decay=True))
+  np.testing.assert_allclose(weights, [[2.0 * 0.99 * 0.98]], rtol=1e-6)
+
+
+def test_rows_that_come_back_equal_the_dense_update():
+  # Row 1 sits out steps 1 and 2 and comes back at step 3; row 3 is used
+  # once. With gradients independent of the rows, lazy rows with replay
+  # match dense AdamW wherever they were used at the last step seen, even
+  # after warmup changed the rate every step; unused rows wait.
+  batches = ([1, 3], [2], [2, 4], [1])
+  _, dense = _train(False, batches, frozen_kernel=True)
+  _, lazy = _train(True, batches, frozen_kernel=True)
+  np.testing.assert_allclose(lazy[-1][0][1], dense[-1][0][1], rtol=1e-5)
+  np.testing.assert_allclose(lazy[-1][2][1], dense[-1][2][1], rtol=1e-5)
+  np.testing.assert_allclose(lazy[-1][3][1], dense[-1][3][1], rtol=1e-5)
+  assert (lazy[-1][0][3] == lazy[0][0][3]).all()  # row 3: waits
+  assert not np.allclose(lazy[-1][0][3], dense[-1][0][3], rtol=1e-5)
+
+
+def test_last_step_leaves_the_whole_table_as_dense_updates_do():
+  # 4 training steps: at step 3 every row, used or not, replays the steps
+  # it sat out, so weights and both moments match dense AdamW everywhere.
+  batches = ([1, 3], [2], [2, 4], [1])
+  before, dense = _train(False, batches, steps=4, frozen_kernel=True)
+  _, lazy = _train(True, batches, steps=4, frozen_kernel=True)
+  for ours, theirs in zip(lazy[-1][::2], dense[-1][::2]):  # table, m
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(lazy[-1][3], dense[-1][3], rtol=1e-4, atol=1e-12)
+  assert not np.allclose(lazy[-2][0], dense[-2][0], rtol=1e-5)  # before it
+  assert (lazy[-1][0][0] != before[0]).all()  # never used, yet decayed
+
+
 def test_the_update_reads_no_whole_table():
   # No op of the lazy update produces a [5, 2] tensor from the table's
   # gradient: no densified gradient, no dense Adam kernel.
@@ -152,3 +215,23 @@ def test_create_train_op_refuses_accumulation():
       optimization.create_train_op(loss, [table], 0.01, 10, 0,
                                    accumulation_steps=2,
                                    sparse_embedding_updates=True)
+
+
+def test_a_run_ends_with_every_row_caught_up(tmp_path):
+  # The embedded default (a from-scratch tiny BERT, every variable trained)
+  # for 12 steps: the checkpoint's word-piece table has replayed all 12
+  # steps in every row, and its rows stayed finite.
+  from trainer.data.sample_data import sample_data_dir
+  from trainer.run import train_lib
+  config = train_lib.NerConfig(
+      output_dir=str(tmp_path / "out"), data_dir=sample_data_dir(),
+      do_train=True, num_train_steps=12, train_batch_size=8,
+      sparse_embedding_updates=True, save_checkpoints_steps=100000)
+  train_lib.run(config)
+  checkpoint = tf.train.latest_checkpoint(config.output_dir)
+  name = "bert/embeddings/word_embeddings"
+  caught_up_to = tf.train.load_variable(checkpoint, name + "/caught_up_to")
+  table = tf.train.load_variable(checkpoint, name)
+  assert caught_up_to.shape == table.shape[:1]
+  assert (caught_up_to == 12).all()
+  assert np.isfinite(table).all()

@@ -31,10 +31,12 @@ Update for each variable (bert's)::
     w = w - learning_rate * update
 
 (no bias correction, as in BERT's pre-training). bert spends ~30 ops per
-variable on it; here each variable gets at most two fused kernels (a MiniLM
-training step executes 1,975 ops instead of 3,553)::
+variable on it; here each variable gets one fused kernel, after a decay
+that reads and writes `w` once (the assignment adopts the product; a
+`ResourceApplyGradientDescent(w, delta=w)` would first copy `w`, which its
+`delta` aliases)::
 
-    ResourceApplyGradientDescent(w, alpha=lr * weight_decay_rate, delta=w)
+    w = w * (1 - lr * weight_decay_rate)
     ResourceApplyAdam(w, m, v, beta1_power=0, beta2_power=0, lr, ...)
 
 With both powers 0 Adam's step size ``lr * sqrt(1 - beta2_power) /
@@ -46,11 +48,14 @@ relative and a step by under 1e-5; weights agree to 2e-7 at lr 5e-5.
 """
 
 import re
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import tensorflow as tf
 
 from trainer.model import sparse_rows
+# Re-exported: accumulation is a step of `create_train_op`.
+from trainer.model.accumulation import Accumulation  # noqa: F401
+from trainer.model.accumulation import accumulate_gradients  # noqa: F401
 # Re-exported: the loss scale is part of the train op's interface.
 from trainer.model.loss_scale import DynamicLossScale  # noqa: F401
 from trainer.model.loss_scale import all_finite  # noqa: F401
@@ -71,7 +76,8 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
 
   def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
                beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               lazy_rows=False, name="AdamWeightDecayOptimizer"):
+               lazy_rows: Optional[sparse_rows.Schedule] = None,
+               name="AdamWeightDecayOptimizer"):
     """Args as `bert.optimization.AdamWeightDecayOptimizer`.
 
     Args:
@@ -80,8 +86,10 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
       beta_1, beta_2, epsilon: Adam constants.
       exclude_from_weight_decay: list of regexes; variables whose name
         matches one get no decay (BERT: "LayerNorm", "layer_norm", "bias").
-      lazy_rows: `IndexedSlices` of distinct rows (`sparse_rows.deduplicate`)
-        update only those rows; False densifies them, as bert does.
+      lazy_rows: a `sparse_rows.Schedule`: `IndexedSlices` of distinct rows
+        (`sparse_rows.deduplicate`) update only those rows, which replay
+        the steps they sat out when next used and at the schedule's last
+        step; None densifies them, as bert does.
       name: op name prefix.
     """
     super().__init__(use_locking=False, name=name)
@@ -92,22 +100,32 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     self.epsilon = epsilon
     self.exclude_from_weight_decay = list(exclude_from_weight_decay or [])
     self.lazy_rows = lazy_rows
-    self._hyper = {}
+    self._hyper, self._row_tables = {}, set()
+
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+    pairs = list(grads_and_vars)  # tables with row gradients get a slot more
+    self._row_tables = {v.op.name for g, v in pairs
+                        if self.lazy_rows and isinstance(g, tf.IndexedSlices)}
+    return super().apply_gradients(pairs, global_step, name)
 
   def _create_slots(self, var_list):
     # Slot variables are named "<var>/adam_m" and "<var>/adam_v" as in bert.
     for var in var_list:
       self._zeros_slot(var, "m", "adam_m")
       self._zeros_slot(var, "v", "adam_v")
+      if var.op.name in self._row_tables:  # float32 [V], see sparse_rows
+        self._get_or_make_slot_with_initializer(
+            var, tf1.zeros_initializer(), var.shape[:1], tf.float32,
+            "caught_up_to", "caught_up_to")
 
   def _prepare(self):
     # Scalars shared by every variable's kernels, built once per apply
     # (in the cross-replica context under a distribution strategy).
     learning_rate = tf.convert_to_tensor(self.learning_rate, tf.float32,
                                          name="learning_rate")
+    decay_lr = learning_rate * self.weight_decay_rate
     self._hyper = {
-        "lr": learning_rate,
-        "decay_lr": learning_rate * self.weight_decay_rate,
+        "lr": learning_rate, "decay_lr": decay_lr, "decay_factor": 1 - decay_lr,
         "beta1": tf.convert_to_tensor(self.beta_1, tf.float32, name="beta1"),
         "beta2": tf.convert_to_tensor(self.beta_2, tf.float32, name="beta2"),
         "epsilon": tf.convert_to_tensor(self.epsilon, tf.float32,
@@ -115,6 +133,9 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
         # No bias correction: Adam's step size lr * sqrt(1 - 0) / (1 - 0).
         "power": tf.constant(0.0, tf.float32, name="no_bias_correction"),
     }
+    if self.lazy_rows:  # the step being applied, for row catch-up
+      self._hyper["now"] = tf.cast(tf1.train.get_or_create_global_step(),
+                                   tf.float32)
 
   def _do_use_weight_decay(self, name):
     if not self.weight_decay_rate:
@@ -127,31 +148,27 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
             for key, value in self._hyper.items()}
 
   def _fused_update(self, grad, var, resource: bool):
-    """Decay (unless excluded), then Adam: two fused kernels per variable."""
-    dtype = var.dtype.base_dtype
-    hyper = self._hyper_as(var)
-    m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
-    if resource:
-      apply_decay = tf.raw_ops.ResourceApplyGradientDescent
-      apply_adam = tf.raw_ops.ResourceApplyAdam
-      var_in, m_in, v_in = var.handle, m.handle, v.handle
-    else:  # reference variables (tf.compat.v1 without resource variables)
-      apply_decay = tf.raw_ops.ApplyGradientDescent
-      apply_adam = tf.raw_ops.ApplyAdam
-      var_in, m_in, v_in = var, m, v
-    dependencies = []
+    """Decay (unless excluded), then Adam: one product and one kernel."""
+    hyper, dependencies = self._hyper_as(var), []
     if self._do_use_weight_decay(var.op.name):
-      # Reads w before either kernel writes it: w -= lr * wd * w_old.
-      dependencies.append(apply_decay(
-          var=var_in, alpha=hyper["decay_lr"], delta=var.value(),
-          use_locking=self._use_locking))
+      # w = w_old * (1 - lr * wd): a fresh product the assignment adopts,
+      # so `w` is read once and written once, never copied. After the
+      # gradient, so the forward pass has read the undecayed `w`.
+      with tf.control_dependencies([grad]):
+        decayed = var.value() * hyper["decay_factor"]
+      dependencies.append(var.assign(decayed, read_value=False) if resource
+                          else tf1.assign(var, decayed).op)
+    m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
+    scalars = dict(beta1_power=hyper["power"], beta2_power=hyper["power"],
+                   lr=hyper["lr"], beta1=hyper["beta1"], beta2=hyper["beta2"],
+                   epsilon=hyper["epsilon"], use_locking=self._use_locking,
+                   grad=tf.cast(grad, var.dtype.base_dtype))
     with tf.control_dependencies(dependencies):
-      update = apply_adam(
-          var=var_in, m=m_in, v=v_in, beta1_power=hyper["power"],
-          beta2_power=hyper["power"], lr=hyper["lr"], beta1=hyper["beta1"],
-          beta2=hyper["beta2"], epsilon=hyper["epsilon"],
-          grad=tf.cast(grad, dtype), use_locking=self._use_locking)
-    return update if resource else update.op
+      if resource:
+        return tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle,
+                                            v=v.handle, **scalars)
+      # Reference variables (tf.compat.v1 without resource variables).
+      return tf.raw_ops.ApplyAdam(var=var, m=m, v=v, **scalars).op
 
   def _resource_apply_dense(self, grad, handle):
     return self._fused_update(grad, handle, resource=True)
@@ -168,10 +185,11 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
 
   def _resource_apply_sparse(self, grad, handle, indices):
     if self.lazy_rows:  # distinct rows; bert densifies them
-      return sparse_rows.apply_rows(
+      return sparse_rows.update_rows(
           handle, self.get_slot(handle, "m"), self.get_slot(handle, "v"),
-          grad, indices, self._hyper_as(handle),
-          self._do_use_weight_decay(handle.op.name))
+          self.get_slot(handle, "caught_up_to"), grad, indices,
+          self._hyper_as(handle), self._do_use_weight_decay(handle.op.name),
+          self.lazy_rows)
     dense = tf.math.unsorted_segment_sum(grad, indices,
                                          tf.shape(handle)[0])
     return self._resource_apply_dense(dense, handle)
@@ -281,86 +299,30 @@ def compute_gradients(loss: tf.Tensor, variables: list,
           for g, v in zip(grads, variables) if g is not None]
 
 
-class Accumulation(NamedTuple):
-  """What `accumulate_gradients` built.
-
-  Attributes:
-    pairs: [(float32 mean gradient so far, variable)]: the token-weighted
-      mean of the accumulated micro-batch gradients.
-    ready: bool [], True on every K-th micro-batch (time to update).
-    micro_step: int64 variable counting micro-batches.
-    totals: float32 accumulator variables to zero after each update.
-  """
-  pairs: list
-  ready: tf.Tensor
-  micro_step: tf.Variable
-  totals: list
-
-
-def accumulate_gradients(pairs: list, accumulation_steps: int,
-                         loss_weight: Optional[tf.Tensor] = None
-                         ) -> Accumulation:
-  """Sums K micro-batch gradients, each weighted by its labelled tokens.
-
-  K micro-batches of B examples then give the update of one batch of K * B
-  exactly: the mean over all their tokens. The global step counts updates,
-  so the learning-rate schedule is unchanged.
-
-  Example (K = 2): gradients 1.0 over 3 tokens, then 5.0 over 1 token ->
-  after the first micro-batch the mean is 1.0 and ready is False; after the
-  second it is (3 * 1 + 1 * 5) / 4 = 2.0 and ready is True.
-
-  Args:
-    pairs: [(gradient, variable)] of one micro-batch.
-    accumulation_steps: K > 1.
-    loss_weight: float32 [] labelled tokens of the micro-batch (None: 1).
-
-  Returns:
-    `Accumulation`. Its tensors read the totals after this micro-batch's
-    gradients are added.
-  """
-  micro_step = tf1.get_variable(
-      "gradient_accumulation_micro_step", initializer=tf.constant(
-          0, tf.int64), trainable=False)
-  sums = [tf1.get_variable(
-      v.op.name + "/gradient_accumulator", shape=v.shape, dtype=tf.float32,
-      initializer=tf1.zeros_initializer(), trainable=False)
-          for _, v in pairs]
-  weight_sum = tf1.get_variable(
-      "gradient_accumulation_weight", initializer=tf.constant(0.0),
-      trainable=False)
-  weight = tf.constant(1.0) if loss_weight is None else loss_weight
-  accumulate = tf.group(
-      weight_sum.assign_add(weight),
-      *[total.assign_add(tf.convert_to_tensor(g) * weight)
-        for total, (g, _) in zip(sums, pairs)])
-  with tf.control_dependencies([accumulate]):
-    ready = tf.equal((micro_step + 1) % accumulation_steps, 0)
-    denominator = tf.maximum(weight_sum.read_value(), 1e-9)
-    mean_pairs = [(total.read_value() / denominator, v)
-                  for total, (_, v) in zip(sums, pairs)]
-  return Accumulation(mean_pairs, ready, micro_step, sums + [weight_sum])
-
-
 def clip_gradients(grads: list, clip_norm: float = CLIP_NORM,
                    replicas: int = 1) -> list:
   """Clips by global norm, then divides by the number of replicas.
 
   Under a strategy `grads` are already all-reduced (every replica holds the
   same global sum), so this clips the *global* gradient as one device would;
-  the optimizer sums replica gradients again, hence the division.
+  the optimizer sums replica gradients again, hence the division. Within
+  `clip_norm` the gradients pass unmultiplied (`tf.cond` saves a pass);
+  above it or not finite, `tf.clip_by_global_norm` scales them (inf: NaN).
 
   Example: [[3., 0.], [4.]] (norm 5), clip_norm 1 -> [[0.6, 0.], [0.8]];
-  with replicas = 2 -> [[0.3, 0.], [0.4]].
+  with replicas = 2 -> [[0.3, 0.], [0.4]]; [[0.3, 0.4]] -> unchanged.
   """
-  clipped, _ = tf.clip_by_global_norm(grads, clip_norm=clip_norm)
+  norm = tf.linalg.global_norm(grads)
+  clipped = tf.cond(norm <= clip_norm, lambda: list(grads), lambda: (
+      tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)[0]))
   if replicas > 1:
     clipped = [g / replicas for g in clipped]
   return clipped
 
 
 def create_optimizer(learning_rate: tf.Tensor, cross_shard_sum: bool = False,
-                     lazy_rows: bool = False) -> tf1.train.Optimizer:
+                     lazy_rows: Optional[sparse_rows.Schedule] = None
+                     ) -> tf1.train.Optimizer:
   """BERT's AdamW (decay 0.01, not on LayerNorm and biases).
 
   With `cross_shard_sum` it is wrapped as google-research/bert does on TPU:
@@ -490,8 +452,11 @@ def create_train_op(loss, variables, init_lr, num_train_steps,
     # zero learning rate (Adam moments decay once; weights do not move).
     grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
     learning_rate_used = learning_rate * tf.cast(finite, tf.float32)
-  optimizer = create_optimizer(learning_rate_used, cross_shard_sum,
-                               lazy_rows=sparse_embedding_updates)
+  lazy_rows = sparse_rows.Schedule(learning_rate_schedule(
+      init_lr, num_train_steps, num_warmup_steps, tf.range(
+          num_train_steps + 1, dtype=tf.int64)), WEIGHT_DECAY_RATE) if (
+              sparse_embedding_updates) else None
+  optimizer = create_optimizer(learning_rate_used, cross_shard_sum, lazy_rows)
   train_op = apply_and_step(optimizer, list(zip(grads, trained)), global_step,
                             accumulation, loss_scale, finite,
                             skip_with_cond=replicas == 1)
