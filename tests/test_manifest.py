@@ -210,6 +210,26 @@ def test_resuming_on_other_training_data_is_refused(run):  # pylint: disable=red
       "train_steps"] == 6
 
 
+def test_resuming_with_other_optimizer_variables_is_refused(run):  # pylint: disable=redefined-outer-name
+  # Sparse embedding updates add a slot the dense checkpoints do not hold.
+  with pytest.raises(UserError) as refused:
+    train_lib.run(run["config"](do_train=True, num_train_steps=6,
+                                sparse_embedding_updates=True))
+  checkpoint = tf.train.latest_checkpoint(run["out"])
+  assert checkpoint.endswith("model.ckpt-3")
+  assert str(refused.value) == (
+      f"The checkpoints in {run['out']} were trained with "
+      "--sparse_embedding_updates=False and this run has "
+      "--sparse_embedding_updates=True "
+      f"({run['out']}/run_manifest.json): their optimizer variables differ, "
+      "so training cannot resume. Pass --sparse_embedding_updates=False, or "
+      "train in a new --output_dir (with "
+      f"--init_checkpoint={checkpoint} to start from this model).")
+  # Predicting from it with the flag set is no resume: allowed.
+  assert "predict" in train_lib.run(run["config"](
+      do_predict=True, sparse_embedding_updates=True))
+
+
 def test_a_changed_training_file_is_named_with_both_checksums(run):  # pylint: disable=redefined-outer-name
   train = os.path.join(run["files"]["data_dir"], "train.txt")
   recorded = dict(manifest.read(run["out"]),

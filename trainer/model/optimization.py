@@ -53,12 +53,12 @@ from typing import Optional
 import tensorflow as tf
 
 from trainer.model import sparse_rows
-# Re-exported: accumulation is a step of `create_train_op`.
-from trainer.model.accumulation import Accumulation  # noqa: F401
-from trainer.model.accumulation import accumulate_gradients  # noqa: F401
-# Re-exported: the loss scale is part of the train op's interface.
-from trainer.model.loss_scale import DynamicLossScale  # noqa: F401
-from trainer.model.loss_scale import all_finite  # noqa: F401
+# Re-exported: loss scaling and accumulation are part of the train op's
+# interface.
+from trainer.model.step_state import Accumulation  # noqa: F401
+from trainer.model.step_state import DynamicLossScale  # noqa: F401
+from trainer.model.step_state import accumulate_gradients  # noqa: F401
+from trainer.model.step_state import all_finite  # noqa: F401
 
 tf1 = tf.compat.v1
 

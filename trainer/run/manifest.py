@@ -61,6 +61,9 @@ FORMAT = 1
 # (Dropout, batch sizes, learning rates, ... only shape training.)
 MODEL_SETTINGS = ("do_lower_case", "head", "lstm_units", "lstm_layers",
                   "bert_layers", "layer_combination")
+# NerConfig fields that decide which optimizer variables the checkpoints
+# hold (sparse embedding updates add a slot): resuming needs the same.
+OPTIMIZER_SETTINGS = ("sparse_embedding_updates",)
 # Labels shown in a message before "...".
 _SHOWN = 12
 
@@ -267,6 +270,20 @@ def _check_settings(config: Any, manifest: dict[str, Any], where: str
         "Pass the trained values, or train again in a new --output_dir.")
 
 
+def _check_optimizer_settings(config: Any, manifest: dict[str, Any],
+                              where: str) -> None:
+  trained = manifest.get("settings", {})
+  for key in OPTIMIZER_SETTINGS:
+    if key in trained and getattr(config, key) != trained[key]:
+      raise UserError(
+          f"The checkpoints in {where} were trained with --{key}="
+          f"{trained[key]!r} and this run has --{key}={getattr(config, key)!r} "
+          f"({manifest_path(where)}): their optimizer variables differ, so "
+          f"training cannot resume. Pass --{key}={trained[key]!r}, or train "
+          f"in a new --output_dir (with --init_checkpoint="
+          f"{tf.train.latest_checkpoint(where)} to start from this model).")
+
+
 def _check_train_data(inputs: Any, manifest: dict[str, Any],
                       where: str) -> None:
   trained = {entry["sha256"]: entry["path"] for entry in manifest["train_data"]}
@@ -317,5 +334,6 @@ def check(config: Any, inputs: Any, resuming_training: bool) -> bool:
               manifest, where)
   _check_settings(config, manifest, where)
   if resuming_training:
+    _check_optimizer_settings(config, manifest, where)
     _check_train_data(inputs, manifest, where)
   return True
